@@ -1,0 +1,70 @@
+# Every target creates .venv and installs what it needs; nothing is installed by hand.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+
+# Lambda runs python3.13; use it for the venv when this machine has one (pyenv included),
+# else the newest python3 (the code supports 3.11+).
+PYTHON313 := $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python3.13 /usr/local/bin/python3.13 /usr/bin/python3.13; do \
+	if $$p -c 'import sys; assert sys.version_info[:2] == (3, 13)' >/dev/null 2>&1; then echo $$p; break; fi; done)
+BASE_PYTHON ?= $(if $(PYTHON313),$(PYTHON313),python3)
+
+PORT ?= 8080
+TIME_SCALE ?= 1
+SUB ?= local-speaker
+ENV ?= dev
+REGION ?= us-east-1
+
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= $(REGION)
+
+.PHONY: help venv test lint unit demo local token bench build deploy clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt src/requirements.txt constraints.txt
+	@echo "creating $(VENV) with $(BASE_PYTHON)"
+	@test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+venv: $(STAMP) ## Create .venv and install every dependency
+
+lint: $(STAMP) ## ruff, cfn-lint and sam validate --lint
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/cfn-lint template.yaml
+	$(BIN)/sam validate --lint --region $(REGION) --template template.yaml
+
+unit: $(STAMP) ## pytest only
+	$(PY) -m pytest
+
+test: lint unit ## Everything CI runs: lint, template checks and every test
+
+local: $(STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600 makes 100 minutes 10 seconds)
+	$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE)
+
+token: $(STAMP) ## Print a speaker token for the local stack (SUB=alice for another subject)
+	@$(PY) -m local_stack.tokens --sub $(SUB)
+
+demo: $(STAMP) ## A time-compressed multi-hour broadcast on the local stack, with a report
+	$(PY) -m local_stack.demo
+
+bench: $(STAMP) ## Benchmarks: AWS calls per operation, cold start, load, cost
+	$(PY) -m bench
+
+build: $(STAMP) ## sam build (needs python3.13 on PATH)
+	@if [ -z "$(PYTHON313)" ]; then echo "make build: no python3.13 found (PATH, ~/.pyenv/versions/3.13*); install one, e.g. 'pyenv install 3.13'" >&2; exit 1; fi
+	PATH="$$(dirname $(PYTHON313)):$$PATH" $(BIN)/sam build --template template.yaml
+
+deploy: build ## sam deploy --config-env $(ENV)
+	$(BIN)/sam deploy --config-env $(ENV)
+
+clean: ## Remove build output and caches (keeps .venv)
+	rm -rf .aws-sam .pytest_cache .ruff_cache .hypothesis

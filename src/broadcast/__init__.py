@@ -1,0 +1,1 @@
+"""Live broadcast sessions over API Gateway WebSockets: the Lambda code."""

@@ -1,0 +1,51 @@
+"""Lazily built, cached and injectable AWS clients (moto, Stubber and the local stack swap them)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_clients: dict[tuple[str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def _config() -> Any:
+    from botocore.config import Config
+
+    # Standard mode retries throttling (ThrottlingException, ProvisionedThroughputExceeded...) with
+    # jittered backoff; a connect burst above StartExecution's refill rate is absorbed here first.
+    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
+
+
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """The cached boto3 client for `service` (and endpoint), built on first use."""
+    key = (service, endpoint_url or "")
+    found = _clients.get(key)
+    if found is not None:
+        return found
+    with _lock:
+        found = _clients.get(key)
+        if found is None:
+            import boto3
+
+            found = boto3.client(service, endpoint_url=endpoint_url or None, config=_config())
+            _clients[key] = found
+    return found
+
+
+def inject(service: str, instance: Any, endpoint_url: str | None = None) -> None:
+    """Use `instance` for `service` from now on (tests and the local stack)."""
+    _clients[(service, endpoint_url or "")] = instance
+
+
+def reset() -> None:
+    """Drop every cached client, so that the next call builds fresh ones."""
+    _clients.clear()
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError, or '' for anything else."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""

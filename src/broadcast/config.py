@@ -1,0 +1,84 @@
+"""Configuration, read once at cold start from the environment variables set in template.yaml."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+class ConfigurationError(RuntimeError):
+    """A required environment variable is missing or malformed."""
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise ConfigurationError(f"environment variable {name} is required")
+    return value
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"environment variable {name} must be an integer, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob a handler may read; built once per process."""
+
+    sessions_table: str
+    connections_table: str
+    management_endpoint: str
+    timer_state_machine_arn: str
+    max_listeners: int
+    refresh_after_seconds: int
+    warning_after_seconds: int
+    refresh_jitter_seconds: int
+    max_connection_seconds: int
+    speaker_grace_seconds: int
+    connection_ttl_seconds: int
+    session_ttl_seconds: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        settings = cls(
+            sessions_table=_required("SESSIONS_TABLE"),
+            connections_table=_required("CONNECTIONS_TABLE"),
+            management_endpoint=os.environ.get("MANAGEMENT_ENDPOINT", ""),
+            timer_state_machine_arn=os.environ.get("TIMER_STATE_MACHINE_ARN", ""),
+            max_listeners=_int("MAX_LISTENERS_PER_SESSION", 500),
+            refresh_after_seconds=_int("REFRESH_AFTER_SECONDS", 6000),
+            warning_after_seconds=_int("WARNING_AFTER_SECONDS", 6300),
+            refresh_jitter_seconds=_int("REFRESH_JITTER_SECONDS", 120),
+            max_connection_seconds=_int("MAX_CONNECTION_SECONDS", 7200),
+            speaker_grace_seconds=_int("SPEAKER_GRACE_SECONDS", 30),
+            connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 3 * 3600),
+            session_ttl_seconds=_int("SESSION_TTL_SECONDS", 24 * 3600),
+        )
+        if not 0 < settings.refresh_after_seconds < settings.warning_after_seconds < settings.max_connection_seconds:
+            raise ConfigurationError("need 0 < REFRESH_AFTER_SECONDS < WARNING_AFTER_SECONDS < MAX_CONNECTION_SECONDS")
+        if not 0 <= settings.refresh_jitter_seconds < settings.refresh_after_seconds:
+            raise ConfigurationError("REFRESH_JITTER_SECONDS must be >= 0 and below REFRESH_AFTER_SECONDS")
+        return settings
+
+
+_settings: Settings | None = None
+
+
+def settings() -> Settings:
+    """The process-wide settings, read on first use and cached."""
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
+
+
+def reset() -> None:
+    """Forget the cached settings (tests and the local stack change the environment)."""
+    global _settings
+    _settings = None

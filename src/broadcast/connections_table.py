@@ -1,0 +1,131 @@
+"""Access patterns of the Connections table (one item per live WebSocket connection)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from broadcast import aws
+from broadcast.config import settings
+from broadcast.dynamo import from_item, to_item, values
+
+SESSION_INDEX = "sessionId-targetLanguage-index"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A connection record; `session_id` and `role` are set once the connection joins or creates a session."""
+
+    connection_id: str
+    connected_at: int
+    ttl: int
+    user_id: str | None = None
+    session_id: str | None = None
+    role: str | None = None
+    target_language: str | None = None
+
+    def as_item(self) -> dict[str, Any]:
+        """The DynamoDB item for this record."""
+        return to_item(
+            {
+                "connectionId": self.connection_id,
+                "connectedAt": self.connected_at,
+                "ttl": self.ttl,
+                "userId": self.user_id or None,
+                "sessionId": self.session_id,
+                "role": self.role,
+                "targetLanguage": self.target_language,
+            }
+        )
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Connection:
+        """Build from a deserialized item."""
+        return cls(
+            connection_id=record["connectionId"],
+            connected_at=int(record.get("connectedAt", 0)),
+            ttl=int(record.get("ttl", 0)),
+            user_id=record.get("userId"),
+            session_id=record.get("sessionId"),
+            role=record.get("role"),
+            target_language=record.get("targetLanguage"),
+        )
+
+
+def _ddb() -> Any:
+    return aws.client("dynamodb")
+
+
+def _table() -> str:
+    return settings().connections_table
+
+
+def register(connection: Connection) -> None:
+    """Record a new connection ($connect); a retried delivery simply writes the same item again."""
+    _ddb().put_item(TableName=_table(), Item=connection.as_item())
+
+
+def get(connection_id: str) -> Connection | None:
+    """The connection's record, or None when it is gone."""
+    found = _ddb().get_item(TableName=_table(), Key={"connectionId": {"S": connection_id}}, ConsistentRead=True)
+    record = from_item(found.get("Item"))
+    return Connection.from_record(record) if record else None
+
+
+def delete(connection_id: str) -> None:
+    """Delete the record; deleting a missing record is not an error (disconnect is at-least-once)."""
+    _ddb().delete_item(TableName=_table(), Key={"connectionId": {"S": connection_id}})
+
+
+def put_in_session(connection: Connection, *, allow_repeat: bool) -> dict[str, Any]:
+    """TransactWriteItems entry: write the connection's record as a member of a session.
+
+    The condition refuses a connection that already belongs to a session. With `allow_repeat`
+    the same membership may be written again (a speaker retrying a refresh); a listener may
+    not, since the same transaction counts it.
+    """
+    if not allow_repeat:
+        return {
+            "Put": {
+                "TableName": _table(),
+                "Item": connection.as_item(),
+                "ConditionExpression": "attribute_not_exists(sessionId)",
+            }
+        }
+    return {
+        "Put": {
+            "TableName": _table(),
+            "Item": connection.as_item(),
+            "ConditionExpression": "attribute_not_exists(sessionId) OR (sessionId = :sid AND #role = :role)",
+            "ExpressionAttributeNames": {"#role": "role"},
+            "ExpressionAttributeValues": values(sid=connection.session_id, role=connection.role),
+        }
+    }
+
+
+def delete_listener(connection_id: str, session_id: str) -> dict[str, Any]:
+    """TransactWriteItems entry: delete a listener's record, only if it is still there."""
+    return {
+        "Delete": {
+            "TableName": _table(),
+            "Key": {"connectionId": {"S": connection_id}},
+            "ConditionExpression": "sessionId = :sid AND #role = :listener",
+            "ExpressionAttributeNames": {"#role": "role"},
+            "ExpressionAttributeValues": values(sid=session_id, listener="listener"),
+        }
+    }
+
+
+def listeners_of(session_id: str) -> Iterator[tuple[str, str]]:
+    """(connectionId, targetLanguage) of every listener of a session, through the sparse session index."""
+    paginator = _ddb().get_paginator("query")
+    pages = paginator.paginate(
+        TableName=_table(),
+        IndexName=SESSION_INDEX,
+        KeyConditionExpression="sessionId = :sid",
+        ExpressionAttributeValues=values(sid=session_id),
+    )
+    for page in pages:
+        for item in page.get("Items", []):
+            yield item["connectionId"]["S"], item["targetLanguage"]["S"]

@@ -1,0 +1,15 @@
+"""createSession: create a session with the caller as speaker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broadcast import service
+from broadcast.observability import metrics
+from broadcast.routing import message_route
+
+
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Lambda entry point."""
+    return message_route(event, service.create_session)

@@ -1,0 +1,60 @@
+"""Turns API Gateway WebSocket events into domain calls, and results or typed errors into replies."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from broadcast import protocol
+from broadcast.errors import BroadcastError, InternalError
+from broadcast.observability import logger
+from broadcast.service import Caller
+
+
+def caller_from(event: dict[str, Any]) -> Caller:
+    """The caller of a WebSocket event: connection id, connect time and the authorizer's identity."""
+    context = event.get("requestContext") or {}
+    authorizer = context.get("authorizer") or {}
+    authenticated = str(authorizer.get("authenticated", "false")).lower() == "true"
+    return Caller(
+        connection_id=str(context.get("connectionId", "")),
+        connected_at=int(context.get("connectedAt") or context.get("requestTimeEpoch") or 0),
+        user_id=str(authorizer.get("userId") or "") or None if authenticated else None,
+        request_id=str(context.get("requestId", "")),
+    )
+
+
+def reply(message: dict[str, Any], status: int = 200) -> dict[str, Any]:
+    """A Lambda proxy result; API Gateway sends `body` to the sender where the route has a route response."""
+    return {"statusCode": status, "body": json.dumps(message, separators=(",", ":"))}
+
+
+def error_reply(error: BroadcastError, *, action: str | None, request_id: str) -> dict[str, Any]:
+    """The protocol `error` for a typed error."""
+    return reply(protocol.error_message(error, action=action, request_id=request_id), error.status)
+
+
+Operation = Callable[[Caller, dict[str, Any]], dict[str, Any]]
+
+
+def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]:
+    """Run one message route: parse the frame, call `operation`, map a typed error to its protocol code."""
+    caller = caller_from(event)
+    action: str | None = None
+    logger.append_keys(connectionId=caller.connection_id)
+    try:
+        body = protocol.parse_body(event.get("body"))
+        action = protocol.action_of(body)
+        if isinstance(body.get("sessionId"), str):
+            logger.append_keys(sessionId=body["sessionId"][:64])
+        return reply(operation(caller, body))
+    except BroadcastError as error:
+        logger.info("request refused", extra={"code": error.code, "action": action})
+        return error_reply(error, action=action, request_id=caller.request_id)
+    except Exception:  # noqa: BLE001 - boundary: a generic INTERNAL_ERROR, details only in the log
+        # The client gets a generic 500 with the request id; the details stay in the log.
+        logger.exception("unhandled error", extra={"action": action})
+        return error_reply(InternalError(), action=action, request_id=caller.request_id)
+    finally:
+        logger.remove_keys(["connectionId", "sessionId"])

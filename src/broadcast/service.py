@@ -1,0 +1,333 @@
+"""The domain operations behind every route; handlers only parse events and call one of these."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from broadcast import clock, connections_table, messenger, protocol, sessions_table, timer
+from broadcast.config import settings
+from broadcast.connections_table import Connection
+from broadcast.errors import (
+    ConnectionGone,
+    Forbidden,
+    InternalError,
+    InvalidParameters,
+    SessionFull,
+    SessionNotFound,
+    Unauthorized,
+)
+from broadcast.observability import logger, metrics
+
+SESSION_ID_ATTEMPTS = 8
+ENDED_SESSION_RETENTION_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a message: the connection, and the identity its $connect authorizer established."""
+
+    connection_id: str
+    connected_at: int
+    user_id: str | None = None
+    request_id: str = ""
+
+    @property
+    def authenticated(self) -> bool:
+        """True when the connection presented a valid token."""
+        return bool(self.user_id)
+
+
+def _connection_ttl(connected_at: int) -> int:
+    return connected_at // 1000 + settings().connection_ttl_seconds
+
+
+def _session_ttl() -> int:
+    return clock.now_seconds() + settings().session_ttl_seconds
+
+
+def _ended_ttl() -> int:
+    return clock.now_seconds() + ENDED_SESSION_RETENTION_SECONDS
+
+
+# --- $connect / $disconnect ------------------------------------------------------------------
+
+
+def connect(caller: Caller) -> None:
+    """Register the connection and start its timer. Posts nothing: API Gateway would answer 410."""
+    connections_table.register(
+        Connection(
+            connection_id=caller.connection_id,
+            connected_at=caller.connected_at,
+            ttl=_connection_ttl(caller.connected_at),
+            user_id=caller.user_id,
+        )
+    )
+    try:
+        timer.start_for_connection(caller.connection_id, caller.connected_at)
+    except timer.TimerNotStarted:
+        # The connection stays: the client's own fallback timer refreshes it before the 2 h cut.
+        logger.warning("connection timer not started", extra={"connectionId": caller.connection_id})
+        metrics.add_metric(name="TimerStartFailed", unit="Count", value=1)
+
+
+def disconnect(caller: Caller) -> None:
+    """Forget the connection. Idempotent: a repeated delivery finds no record and changes nothing."""
+    timer.stop_for_connection(caller.connection_id)
+    record = connections_table.get(caller.connection_id)
+    if record is None:
+        return
+    if record.role == "listener" and record.session_id and record.target_language:
+        sessions_table.remove_listener(record.connection_id, record.session_id, record.target_language)
+        return
+    if record.role == "speaker" and record.session_id:
+        _speaker_left(record.session_id, record.connection_id)
+    connections_table.delete(record.connection_id)
+
+
+def _speaker_left(session_id: str, connection_id: str) -> None:
+    """The speaker connection closed: end the session if it was the current one (after the grace period)."""
+    if settings().speaker_grace_seconds > 0:
+        if not sessions_table.mark_speaker_gone(session_id, connection_id, at=clock.now_ms()):
+            return  # an old connection after a refresh, or the session already ended
+        try:
+            timer.start_speaker_grace(session_id, connection_id)
+            return
+        except timer.TimerNotStarted:
+            logger.warning("grace timer not started; ending now", extra={"sessionId": session_id})
+            metrics.add_metric(name="TimerStartFailed", unit="Count", value=1)
+    if sessions_table.end_if_current_speaker(
+        session_id, connection_id, reason="speakerDisconnected", expires_at=_ended_ttl()
+    ):
+        _announce_end(session_id, "speakerDisconnected")
+
+
+def speaker_grace_expired(session_id: str, connection_id: str) -> bool:
+    """End the session if its speaker has not come back within the grace period; True if it ended."""
+    ended = sessions_table.end_if_speaker_gone(
+        session_id, connection_id, reason="speakerDisconnected", expires_at=_ended_ttl()
+    )
+    if ended:
+        _announce_end(session_id, "speakerDisconnected")
+    return ended
+
+
+def _announce_end(session_id: str, reason: str) -> list[str]:
+    """Tell every listener the session ended; returns the listener connection ids."""
+    listeners = list(connections_table.listeners_of(session_id))
+    broadcast_to(session_id, listeners, protocol.message("sessionEnded", sessionId=session_id, reason=reason))
+    metrics.add_metric(name="SessionsEnded", unit="Count", value=1)
+    return [connection_id for connection_id, _ in listeners]
+
+
+def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dict[str, Any]) -> int:
+    """Post `message` to listeners in parallel; a 410 removes that listener (never the sender). Returns gone count."""
+    languages = dict(listeners)
+    gone, failed = messenger.post_many(languages, message)
+    for connection_id in gone:
+        sessions_table.remove_listener(connection_id, session_id, languages[connection_id])
+    if gone:
+        metrics.add_metric(name="StaleConnectionsRemoved", unit="Count", value=len(gone))
+    if failed:
+        logger.warning("posts failed", extra={"sessionId": session_id, "failed": len(failed)})
+    return len(gone)
+
+
+# --- session routes --------------------------------------------------------------------------
+
+
+@cache
+def _words() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    import json
+
+    data = json.loads(resources.files("broadcast").joinpath("data/words.json").read_text("utf-8"))
+    return tuple(data["adjectives"]), tuple(data["nouns"])
+
+
+def new_session_id() -> str:
+    """A human-readable id {adjective}-{noun}-{NNN}, e.g. golden-eagle-427."""
+    adjectives, nouns = _words()
+    return f"{secrets.choice(adjectives)}-{secrets.choice(nouns)}-{secrets.randbelow(1000):03d}"
+
+
+def create_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+    """Create a session with the caller as its speaker; the id is reserved by a conditional write."""
+    if not caller.authenticated:
+        raise Unauthorized("creating a session needs a valid token")
+    source_language = protocol.require_language(body, "sourceLanguage")
+    assert caller.user_id
+    for _ in range(SESSION_ID_ATTEMPTS):
+        session_id = new_session_id()
+        session = sessions_table.Session(
+            session_id=session_id,
+            speaker_user_id=caller.user_id,
+            speaker_connection_id=caller.connection_id,
+            source_language=source_language,
+            is_active=True,
+            listener_count=0,
+            language_counts={},
+            created_at=clock.now_ms(),
+            expires_at=_session_ttl(),
+        )
+        speaker = _member(caller, session_id, "speaker")
+        try:
+            sessions_table.create_with_speaker(session, speaker)
+        except sessions_table.SessionIdTaken:
+            continue
+        metrics.add_metric(name="SessionsCreated", unit="Count", value=1)
+        logger.info("session created", extra={"sessionId": session_id, "connectionId": caller.connection_id})
+        return protocol.message("sessionCreated", sessionId=session_id, sourceLanguage=source_language)
+    raise InternalError("could not allocate a session id")
+
+
+def _member(caller: Caller, session_id: str, role: str, target_language: str | None = None) -> Connection:
+    return Connection(
+        connection_id=caller.connection_id,
+        connected_at=caller.connected_at,
+        ttl=_connection_ttl(caller.connected_at),
+        user_id=caller.user_id,
+        session_id=session_id,
+        role=role,
+        target_language=target_language,
+    )
+
+
+def _active_session(session_id: str) -> sessions_table.Session:
+    session = sessions_table.get(session_id)
+    if session is None or not session.is_active:
+        raise SessionNotFound(f"session {session_id} not found or not active")
+    return session
+
+
+def join_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+    """Join as a listener: one read for the reply's fields, one transaction that records and counts."""
+    session_id = protocol.require_session_id(body)
+    target_language = protocol.require_language(body, "targetLanguage")
+    session = _active_session(session_id)
+    limit = settings().max_listeners
+    if session.listener_count >= limit:
+        raise SessionFull(f"session {session_id} has reached {limit} listeners")
+    sessions_table.add_listener(_member(caller, session_id, "listener", target_language), max_listeners=limit)
+    metrics.add_metric(name="ListenersJoined", unit="Count", value=1)
+    return protocol.message(
+        "sessionJoined",
+        sessionId=session_id,
+        sourceLanguage=session.source_language,
+        targetLanguage=target_language,
+        listenerCount=session.listener_count + 1,
+    )
+
+
+def refresh_connection(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+    """Hand a session role over to this (new) connection; the old one keeps working until it closes."""
+    session_id = protocol.require_session_id(body)
+    role = protocol.require_role(body)
+    try:
+        if role == "speaker":
+            reply = _refresh_speaker(caller, session_id)
+        else:
+            reply = _refresh_listener(caller, session_id, body)
+    except Exception as exc:
+        code = getattr(exc, "code", type(exc).__name__)
+        metrics.add_metric(name=f"RefreshFailed{code}", unit="Count", value=1)
+        raise
+    metrics.add_metric(name=f"RefreshCompleted{role.title()}", unit="Count", value=1)
+    return reply
+
+
+def _refresh_speaker(caller: Caller, session_id: str) -> dict[str, Any]:
+    if not caller.authenticated:
+        raise Unauthorized("a speaker refresh needs a valid token")
+    assert caller.user_id
+    try:
+        sessions_table.swap_speaker_connection(
+            _member(caller, session_id, "speaker"), user_id=caller.user_id, expires_at=_session_ttl()
+        )
+    except sessions_table.NotCurrentSpeaker as exc:
+        if exc.session is None or not exc.session.is_active:
+            raise SessionNotFound(f"session {session_id} not found or not active") from exc
+        raise Forbidden("only the session's speaker may refresh as speaker") from exc
+    logger.info("speaker refreshed", extra={"sessionId": session_id, "connectionId": caller.connection_id})
+    return protocol.message("connectionRefreshComplete", sessionId=session_id, role="speaker")
+
+
+def _refresh_listener(caller: Caller, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    target_language = protocol.require_language(body, "targetLanguage")
+    session = _active_session(session_id)
+    # No capacity check: the old connection is still counted until its $disconnect (expected spike).
+    sessions_table.add_listener(_member(caller, session_id, "listener", target_language), max_listeners=None)
+    return protocol.message(
+        "connectionRefreshComplete",
+        sessionId=session_id,
+        role="listener",
+        targetLanguage=target_language,
+        sourceLanguage=session.source_language,
+    )
+
+
+def session_status(caller: Caller) -> dict[str, Any]:
+    """The status of the caller's own session (speaker or listener)."""
+    record = connections_table.get(caller.connection_id)
+    if record is None or not record.session_id:
+        raise Forbidden("this connection has not joined or created a session")
+    session = sessions_table.get(record.session_id)
+    if session is None:
+        raise SessionNotFound(f"session {record.session_id} no longer exists")
+    return protocol.message(
+        "sessionStatus",
+        sessionId=session.session_id,
+        isActive=session.is_active,
+        listenerCount=session.listener_count,
+        languages={code: n for code, n in sorted(session.language_counts.items()) if n > 0},
+    )
+
+
+def heartbeat() -> dict[str, Any]:
+    """Keeps the connection inside API Gateway's idle timeout; no AWS call at all."""
+    return protocol.message("heartbeatAck")
+
+
+# --- timer notifications ---------------------------------------------------------------------
+
+
+def notify(event: dict[str, Any]) -> dict[str, Any]:
+    """Deliver a timer notification; {'delivered': False} when the connection is gone (the timer then ends)."""
+    kind = event.get("notification")
+    connection_id = event.get("connectionId")
+    if not isinstance(connection_id, str) or not connection_id:
+        raise InvalidParameters("connectionId is required")
+    if kind == "speakerGraceExpired":
+        session_id = event.get("sessionId")
+        if not isinstance(session_id, str):
+            raise InvalidParameters("sessionId is required")
+        return {"delivered": True, "ended": speaker_grace_expired(session_id, connection_id)}
+    if kind == "connectionRefreshRequired":
+        message = _refresh_required_message(connection_id)
+        if message is None:
+            return {"delivered": False}
+    elif kind == "connectionWarning":
+        connected_at = int(event.get("connectedAt") or 0)
+        cut_at = connected_at + settings().max_connection_seconds * 1000
+        message = protocol.message("connectionWarning", remainingSeconds=max(0, (cut_at - clock.now_ms()) // 1000))
+    else:
+        raise InvalidParameters(f"unknown notification {kind!r}")
+    try:
+        messenger.post(connection_id, message)
+    except ConnectionGone:
+        return {"delivered": False}
+    return {"delivered": True}
+
+
+def _refresh_required_message(connection_id: str) -> dict[str, Any] | None:
+    record = connections_table.get(connection_id)
+    if record is None:
+        return None
+    fields: dict[str, Any] = {"refreshBy": record.connected_at + settings().max_connection_seconds * 1000}
+    if record.session_id and record.role:
+        fields.update(sessionId=record.session_id, role=record.role)
+        if record.role == "listener":
+            fields["targetLanguage"] = record.target_language
+    return protocol.message("connectionRefreshRequired", **fields)

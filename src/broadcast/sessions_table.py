@@ -1,0 +1,336 @@
+"""Access patterns of the Sessions table; the transactions that span both tables live here too."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from broadcast import aws, connections_table
+from broadcast.config import settings
+from broadcast.connections_table import Connection
+from broadcast.dynamo import cancellation_reasons, from_item, to_item, values
+from broadcast.errors import InvalidParameters, SessionFull, SessionNotFound
+
+
+class SessionIdTaken(Exception):
+    """The generated session id already exists; the caller draws another."""
+
+
+class NotCurrentSpeaker(Exception):
+    """The condition on the session's speaker failed; `session` is the item as it was, or None."""
+
+    def __init__(self, session: Session | None) -> None:
+        super().__init__("not the session's current speaker")
+        self.session = session
+
+
+@dataclass(frozen=True)
+class Session:
+    """A broadcast session as stored."""
+
+    session_id: str
+    speaker_user_id: str
+    speaker_connection_id: str
+    source_language: str
+    is_active: bool
+    listener_count: int
+    language_counts: dict[str, int]
+    created_at: int
+    expires_at: int
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Session:
+        """Build from a deserialized item."""
+        return cls(
+            session_id=record["sessionId"],
+            speaker_user_id=record.get("speakerUserId", ""),
+            speaker_connection_id=record.get("speakerConnectionId", ""),
+            source_language=record.get("sourceLanguage", ""),
+            is_active=bool(record.get("isActive", False)),
+            listener_count=int(record.get("listenerCount", 0)),
+            language_counts={k: int(v) for k, v in (record.get("languageCounts") or {}).items()},
+            created_at=int(record.get("createdAt", 0)),
+            expires_at=int(record.get("expiresAt", 0)),
+        )
+
+
+def _ddb() -> Any:
+    return aws.client("dynamodb")
+
+
+def _table() -> str:
+    return settings().sessions_table
+
+
+def _key(session_id: str) -> dict[str, Any]:
+    return {"sessionId": {"S": session_id}}
+
+
+def _is_conditional_failure(exc: Exception) -> bool:
+    return aws.error_code(exc) == "ConditionalCheckFailedException"
+
+
+def _is_cancelled(exc: Exception) -> bool:
+    return aws.error_code(exc) == "TransactionCanceledException"
+
+
+def _reason(exc: Exception, index: int) -> tuple[str, Session | None]:
+    reasons = cancellation_reasons(exc)
+    if index >= len(reasons):
+        return "", None
+    reason = reasons[index]
+    record = from_item(reason.get("Item"))
+    return reason.get("Code", ""), Session.from_record(record) if record else None
+
+
+def get(session_id: str) -> Session | None:
+    """The session, or None when no such id exists."""
+    found = _ddb().get_item(TableName=_table(), Key=_key(session_id), ConsistentRead=True)
+    record = from_item(found.get("Item"))
+    return Session.from_record(record) if record else None
+
+
+def create_with_speaker(session: Session, speaker: Connection) -> None:
+    """Write a new session and make `speaker` its speaker connection, atomically.
+
+    Raises SessionIdTaken when the id exists (no read-then-write race), InvalidParameters when
+    the connection already belongs to a session.
+    """
+    item = to_item(
+        {
+            "sessionId": session.session_id,
+            "speakerUserId": session.speaker_user_id,
+            "speakerConnectionId": session.speaker_connection_id,
+            "sourceLanguage": session.source_language,
+            "isActive": True,
+            "listenerCount": 0,
+            "languageCounts": {},
+            "createdAt": session.created_at,
+            "expiresAt": session.expires_at,
+        }
+    )
+    try:
+        _ddb().transact_write_items(
+            TransactItems=[
+                {
+                    "Put": {
+                        "TableName": _table(),
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(sessionId)",
+                    }
+                },
+                connections_table.put_in_session(speaker, allow_repeat=False),
+            ]
+        )
+    except Exception as exc:
+        if not _is_cancelled(exc):
+            raise
+        if _reason(exc, 0)[0] == "ConditionalCheckFailed":
+            raise SessionIdTaken(session.session_id) from exc
+        if _reason(exc, 1)[0] == "ConditionalCheckFailed":
+            raise InvalidParameters("this connection already belongs to a session") from exc
+        raise
+
+
+def add_listener(listener: Connection, *, max_listeners: int | None) -> None:
+    """Record `listener` in its session and count it, in one transaction.
+
+    With `max_listeners` the count must stay below it (SESSION_FULL); a refresh passes None,
+    since the old connection is still counted until its $disconnect.
+    """
+    assert listener.session_id
+    assert listener.target_language
+    condition = "isActive = :true"
+    names = {"#counts": "languageCounts", "#lang": listener.target_language}
+    condition_values = values(true=True, one=1, zero=0)
+    if max_listeners is not None:
+        condition += " AND listenerCount < :max"
+        condition_values.update(values(max=max_listeners))
+    try:
+        _ddb().transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": _table(),
+                        "Key": _key(listener.session_id),
+                        "UpdateExpression": "ADD listenerCount :one "
+                        "SET #counts.#lang = if_not_exists(#counts.#lang, :zero) + :one",
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": condition_values,
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+                connections_table.put_in_session(listener, allow_repeat=False),
+            ]
+        )
+    except Exception as exc:
+        if not _is_cancelled(exc):
+            raise
+        code, old = _reason(exc, 0)
+        if code == "ConditionalCheckFailed":
+            if old is None or not old.is_active:
+                raise SessionNotFound() from exc
+            raise SessionFull() from exc
+        if _reason(exc, 1)[0] == "ConditionalCheckFailed":
+            raise InvalidParameters("this connection already belongs to a session") from exc
+        raise
+
+
+def remove_listener(connection_id: str, session_id: str, target_language: str) -> bool:
+    """Delete a listener's record and uncount it in one transaction; False when it was already gone."""
+    try:
+        _ddb().transact_write_items(
+            TransactItems=[
+                connections_table.delete_listener(connection_id, session_id),
+                {
+                    "Update": {
+                        "TableName": _table(),
+                        "Key": _key(session_id),
+                        "UpdateExpression": "ADD listenerCount :minus SET #counts.#lang = #counts.#lang - :one",
+                        "ConditionExpression": "listenerCount > :zero AND #counts.#lang > :zero",
+                        "ExpressionAttributeNames": {"#counts": "languageCounts", "#lang": target_language},
+                        "ExpressionAttributeValues": values(minus=-1, one=1, zero=0),
+                    }
+                },
+            ]
+        )
+        return True
+    except Exception as exc:
+        if not _is_cancelled(exc):
+            raise
+        if _reason(exc, 0)[0] == "ConditionalCheckFailed":
+            return False  # already removed: a repeated $disconnect or a 410 cleanup got there first
+        if _reason(exc, 1)[0] == "ConditionalCheckFailed":
+            # The session is gone (TTL) or its count is already zero: never go below zero,
+            # but the listener's own record must still go.
+            connections_table.delete(connection_id)
+            return True
+        raise
+
+
+def swap_speaker_connection(speaker: Connection, *, user_id: str, expires_at: int) -> None:
+    """Make `speaker` the session's speaker connection if `user_id` owns the active session.
+
+    One transaction: the session's conditional update and the new connection's record. Raises
+    NotCurrentSpeaker carrying the old item, so that the caller tells 403 from 404 without a read.
+    """
+    assert speaker.session_id
+    try:
+        _ddb().transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": _table(),
+                        "Key": _key(speaker.session_id),
+                        "UpdateExpression": "SET speakerConnectionId = :conn, expiresAt = :exp REMOVE speakerGoneAt",
+                        "ConditionExpression": "isActive = :true AND speakerUserId = :uid",
+                        "ExpressionAttributeValues": values(
+                            conn=speaker.connection_id, exp=expires_at, true=True, uid=user_id
+                        ),
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+                connections_table.put_in_session(speaker, allow_repeat=True),
+            ]
+        )
+    except Exception as exc:
+        if not _is_cancelled(exc):
+            raise
+        code, old = _reason(exc, 0)
+        if code == "ConditionalCheckFailed":
+            raise NotCurrentSpeaker(old) from exc
+        if _reason(exc, 1)[0] == "ConditionalCheckFailed":
+            raise InvalidParameters("this connection already belongs to a session") from exc
+        raise
+
+
+def end_if_current_speaker(session_id: str, connection_id: str, *, reason: str, expires_at: int) -> bool:
+    """Mark the session inactive if `connection_id` is still its speaker connection; True if it ended now."""
+    return _end(
+        session_id,
+        condition="isActive = :true AND speakerConnectionId = :conn",
+        condition_values=values(conn=connection_id),
+        reason=reason,
+        expires_at=expires_at,
+    )
+
+
+def end_if_speaker_gone(session_id: str, connection_id: str, *, reason: str, expires_at: int) -> bool:
+    """End the session if its speaker connection is still the one that left during the grace period."""
+    return _end(
+        session_id,
+        condition="isActive = :true AND speakerConnectionId = :conn AND attribute_exists(speakerGoneAt)",
+        condition_values=values(conn=connection_id),
+        reason=reason,
+        expires_at=expires_at,
+    )
+
+
+def end_by_speaker(session_id: str, user_id: str, *, reason: str, expires_at: int) -> None:
+    """End an active session owned by `user_id`; raises NotCurrentSpeaker with the old item otherwise."""
+    try:
+        _end(
+            session_id,
+            condition="isActive = :true AND speakerUserId = :uid",
+            condition_values=values(uid=user_id),
+            reason=reason,
+            expires_at=expires_at,
+            raise_old=True,
+        )
+    except _ConditionFailed as exc:
+        raise NotCurrentSpeaker(exc.old) from exc
+
+
+class _ConditionFailed(Exception):
+    def __init__(self, old: Session | None) -> None:
+        super().__init__("condition failed")
+        self.old = old
+
+
+def _end(
+    session_id: str,
+    *,
+    condition: str,
+    condition_values: dict[str, Any],
+    reason: str,
+    expires_at: int,
+    raise_old: bool = False,
+) -> bool:
+    try:
+        _ddb().update_item(
+            TableName=_table(),
+            Key=_key(session_id),
+            UpdateExpression="SET isActive = :false, endReason = :reason, expiresAt = :exp",
+            ConditionExpression=condition,
+            ExpressionAttributeValues={
+                **condition_values,
+                **values(true=True, false=False, reason=reason, exp=expires_at),
+            },
+            ReturnValuesOnConditionCheckFailure="ALL_OLD" if raise_old else "NONE",
+        )
+        return True
+    except Exception as exc:
+        if not _is_conditional_failure(exc):
+            raise
+        if raise_old:
+            record = from_item(getattr(exc, "response", {}).get("Item"))
+            raise _ConditionFailed(Session.from_record(record) if record else None) from exc
+        return False
+
+
+def mark_speaker_gone(session_id: str, connection_id: str, *, at: int) -> bool:
+    """Note that the current speaker connection left, starting the grace period; False if it was not current."""
+    try:
+        _ddb().update_item(
+            TableName=_table(),
+            Key=_key(session_id),
+            UpdateExpression="SET speakerGoneAt = :at",
+            ConditionExpression="isActive = :true AND speakerConnectionId = :conn",
+            ExpressionAttributeValues=values(at=at, true=True, conn=connection_id),
+        )
+        return True
+    except Exception as exc:
+        if not _is_conditional_failure(exc):
+            raise
+        return False

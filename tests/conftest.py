@@ -1,0 +1,105 @@
+"""Fixtures: moto-backed tables and state machine built from template.yaml, and a recording @connections API."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SESSIONS_TABLE": "test-sessions",
+        "CONNECTIONS_TABLE": "test-connections",
+        "MANAGEMENT_ENDPOINT": "https://abc123def4.execute-api.us-east-1.amazonaws.com/live",
+        "TIMER_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:test-timer",
+        "POWERTOOLS_METRICS_NAMESPACE": "BroadcastTests",
+        "POWERTOOLS_DEV": "false",
+        "SPEAKER_GRACE_SECONDS": "0",
+    }
+)
+
+from broadcast import aws, config  # noqa: E402
+from local_stack import template as cfn  # noqa: E402
+from tests.helpers import RecordingManagementApi  # noqa: E402
+
+TABLE_NAMES = {"SessionsTable": "test-sessions", "ConnectionsTable": "test-connections"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every test starts with freshly read settings and no cached clients."""
+    config.reset()
+    aws.reset()
+    yield
+    config.reset()
+    aws.reset()
+
+
+@pytest.fixture
+def template() -> dict[str, Any]:
+    return cfn.load()
+
+
+@pytest.fixture
+def backend(template: dict[str, Any]) -> Any:
+    """moto DynamoDB tables and the timer state machine from template.yaml, plus a recording @connections API."""
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        cfn.create_tables(ddb, template, TABLE_NAMES)
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        definition = cfn.state_machine_definition(
+            template,
+            "ConnectionTimer",
+            {"NotifierFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:notifier"},
+        )
+        sfn.create_state_machine(
+            name="test-timer", definition=definition, roleArn="arn:aws:iam::123456789012:role/timer"
+        )
+        management = RecordingManagementApi()
+        aws.inject("apigatewaymanagementapi", management, os.environ["MANAGEMENT_ENDPOINT"])
+        yield Backend(ddb, sfn, management)
+
+
+class Backend:
+    """Handles on the mocked AWS: raw clients for assertions and the recording management API."""
+
+    def __init__(self, ddb: Any, sfn: Any, management: RecordingManagementApi) -> None:
+        self.ddb = ddb
+        self.sfn = sfn
+        self.management = management
+
+    def session(self, session_id: str) -> dict[str, Any] | None:
+        from broadcast.dynamo import from_item
+
+        found = self.ddb.get_item(TableName="test-sessions", Key={"sessionId": {"S": session_id}})
+        return from_item(found.get("Item"))
+
+    def connection(self, connection_id: str) -> dict[str, Any] | None:
+        from broadcast.dynamo import from_item
+
+        found = self.ddb.get_item(TableName="test-connections", Key={"connectionId": {"S": connection_id}})
+        return from_item(found.get("Item"))
+
+    def all_connections(self) -> list[dict[str, Any]]:
+        from broadcast.dynamo import from_item
+
+        items = self.ddb.scan(TableName="test-connections")["Items"]
+        return [from_item(i) for i in items]
+
+    def executions(self) -> list[dict[str, Any]]:
+        arn = os.environ["TIMER_STATE_MACHINE_ARN"]
+        return self.sfn.list_executions(stateMachineArn=arn)["executions"]

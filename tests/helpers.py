@@ -1,0 +1,137 @@
+"""Test helpers: events from events/, a recording @connections API, and a driver over the real handlers."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+STAGE_ENDPOINT = "https://abc123def4.execute-api.us-east-1.amazonaws.com/live"
+
+
+def load_event(name: str) -> dict[str, Any]:
+    """A fresh copy of events/<name>.json."""
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def message_event(
+    name: str,
+    *,
+    connection_id: str | None = None,
+    body: dict[str, Any] | str | None = None,
+    user_id: str | None = None,
+    anonymous: bool = False,
+) -> dict[str, Any]:
+    """events/<name>.json with the connection, body or identity replaced."""
+    event = copy.deepcopy(load_event(name))
+    context = event["requestContext"]
+    if connection_id is not None:
+        context["connectionId"] = connection_id
+    if body is not None:
+        event["body"] = body if isinstance(body, str) else json.dumps(body)
+    if anonymous:
+        context["authorizer"] = {"principalId": "anonymous", "userId": "", "authenticated": "false"}
+    elif user_id is not None:
+        context["authorizer"] = {"principalId": user_id, "userId": user_id, "authenticated": "true"}
+    return event
+
+
+class RecordingManagementApi:
+    """Stands in for the apigatewaymanagementapi client: records posts, answers 410 for `gone` ids."""
+
+    def __init__(self) -> None:
+        self.posts: list[tuple[str, dict[str, Any]]] = []
+        self.gone: set[str] = set()
+
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:
+        if ConnectionId in self.gone:
+            raise ClientError({"Error": {"Code": "GoneException", "Message": "gone"}}, "PostToConnection")
+        self.posts.append((ConnectionId, json.loads(Data)))
+        return {}
+
+    def messages_to(self, connection_id: str, type_: str | None = None) -> list[dict[str, Any]]:
+        """Messages posted to one connection, optionally only of one type."""
+        return [m for c, m in self.posts if c == connection_id and (type_ is None or m["type"] == type_)]
+
+
+def body_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The JSON reply a handler returned (what the route response sends to the client)."""
+    return json.loads(result["body"])
+
+
+class Driver:
+    """Drives the real handlers the way API Gateway would, one connection at a time."""
+
+    def __init__(self) -> None:
+        from broadcast.handlers import (
+            connect,
+            create_session,
+            disconnect,
+            join_session,
+            refresh_connection,
+            session_status,
+        )
+
+        self._connect = connect.handler
+        self._disconnect = disconnect.handler
+        self._create = create_session.handler
+        self._join = join_session.handler
+        self._refresh = refresh_connection.handler
+        self._status = session_status.handler
+
+    def connect(self, connection_id: str, user_id: str | None = None) -> dict[str, Any]:
+        name = "connect_speaker" if user_id else "connect_anonymous"
+        event = message_event(name, connection_id=connection_id, user_id=user_id, anonymous=user_id is None)
+        return self._connect(event, None)
+
+    def disconnect(self, connection_id: str) -> dict[str, Any]:
+        return self._disconnect(message_event("disconnect", connection_id=connection_id), None)
+
+    def create(self, connection_id: str, user_id: str, language: str = "en") -> dict[str, Any]:
+        body = {"action": "createSession", "sourceLanguage": language}
+        return body_of(
+            self._create(message_event("create_session", connection_id=connection_id, body=body, user_id=user_id), None)
+        )
+
+    def speaker_session(self, connection_id: str = "speaker-conn-1", user_id: str = "alice") -> str:
+        """Connect a speaker and create a session; returns its id."""
+        self.connect(connection_id, user_id)
+        return self.create(connection_id, user_id)["sessionId"]
+
+    def join(
+        self, connection_id: str, session_id: str, language: str = "es", *, connect: bool = True
+    ) -> dict[str, Any]:
+        if connect:
+            self.connect(connection_id)
+        body = {"action": "joinSession", "sessionId": session_id, "targetLanguage": language}
+        return body_of(
+            self._join(message_event("join_session", connection_id=connection_id, body=body, anonymous=True), None)
+        )
+
+    def refresh(
+        self,
+        connection_id: str,
+        session_id: str,
+        role: str,
+        *,
+        user_id: str | None = None,
+        language: str | None = None,
+        connect: bool = True,
+    ) -> dict[str, Any]:
+        if connect:
+            self.connect(connection_id, user_id)
+        body: dict[str, Any] = {"action": "refreshConnection", "sessionId": session_id, "role": role}
+        if language:
+            body["targetLanguage"] = language
+        event = message_event(
+            "refresh_speaker", connection_id=connection_id, body=body, user_id=user_id, anonymous=user_id is None
+        )
+        return body_of(self._refresh(event, None))
+
+    def status(self, connection_id: str) -> dict[str, Any]:
+        event = message_event("get_session_status", connection_id=connection_id, anonymous=True)
+        return body_of(self._status(event, None))
