@@ -1,0 +1,183 @@
+"""The real statemachines/connection_timer.asl.json, executed by moto's Step Functions engine.
+
+Waits are scaled to about a second through the execution input, the way the local stack and
+tests are meant to scale them; the notifier is the real handler, run in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from broadcast import aws, timer
+from broadcast.handlers import notifier
+from local_stack import template as cfn
+from local_stack.lambda_bridge import LambdaBridge
+from tests.conftest import TABLE_NAMES
+from tests.helpers import Driver, RecordingManagementApi
+
+NOTIFIER_ARN = "arn:aws:lambda:us-east-1:123456789012:function:notifier"
+TERMINAL = {"SUCCEEDED", "FAILED", "ABORTED", "TIMED_OUT"}
+
+
+@pytest.fixture
+def engine(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    """moto with state machine execution on, tables from template.yaml, the notifier bridged in-process."""
+    monkeypatch.setenv("REFRESH_AFTER_SECONDS", "1")
+    monkeypatch.setenv("WARNING_AFTER_SECONDS", "2")
+    monkeypatch.setenv("MAX_CONNECTION_SECONDS", "4")
+    monkeypatch.setenv("REFRESH_JITTER_SECONDS", "0")
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        ddb = boto3.client("dynamodb", region_name="us-east-1")
+        cfn.create_tables(ddb, template, TABLE_NAMES)
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        definition = cfn.state_machine_definition(template, "ConnectionTimer", {"NotifierFunctionArn": NOTIFIER_ARN})
+        sfn.create_state_machine(name="test-timer", definition=definition, roleArn="arn:aws:iam::123456789012:role/t")
+        management = TimedManagementApi()
+        aws.inject("apigatewaymanagementapi", management, os.environ["MANAGEMENT_ENDPOINT"])
+        bridge = LambdaBridge({NOTIFIER_ARN: notifier.handler}).install()
+        try:
+            yield sfn, management, bridge
+        finally:
+            bridge.uninstall()
+
+
+class TimedManagementApi(RecordingManagementApi):
+    """Also records when each message arrived."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrivals: list[tuple[float, str, str]] = []
+
+    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:
+        result = super().post_to_connection(ConnectionId=ConnectionId, Data=Data)
+        self.arrivals.append((time.monotonic(), ConnectionId, json.loads(Data)["type"]))
+        return result
+
+
+def wait_for_end(sfn: Any, arn: str, timeout: float = 15) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        described = sfn.describe_execution(executionArn=arn)
+        if described["status"] in TERMINAL:
+            return described
+        time.sleep(0.05)
+    raise AssertionError(f"execution {arn} did not end")
+
+
+def wait_until_waiting(sfn: Any, arn: str) -> None:
+    """Until the execution has entered its first Wait state (moto cannot stop it before that)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        events = sfn.get_execution_history(executionArn=arn)["events"]
+        if any(e["type"] == "WaitStateEntered" for e in events):
+            return
+        time.sleep(0.02)
+    raise AssertionError("execution never entered its wait")
+
+
+def test_timer_sends_refresh_then_warning_at_scaled_times(engine: Any) -> None:
+    sfn, management, _bridge = engine
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1")
+    started = time.monotonic()
+    driver.join("lst-1", session_id, "de")
+
+    described = wait_for_end(sfn, timer.execution_arn(timer.execution_name("lst-1")))
+
+    assert described["status"] == "SUCCEEDED"
+    arrivals = [(t - started, kind) for t, conn, kind in management.arrivals if conn == "lst-1"]
+    assert [kind for _, kind in arrivals] == ["connectionRefreshRequired", "connectionWarning"]
+    assert 0.9 <= arrivals[0][0] <= 2.5
+    assert 1.9 <= arrivals[1][0] <= 3.5
+    (required,) = management.messages_to("lst-1", "connectionRefreshRequired")
+    assert (required["sessionId"], required["role"], required["targetLanguage"]) == (session_id, "listener", "de")
+    (warning,) = management.messages_to("lst-1", "connectionWarning")
+    assert 0 <= warning["remainingSeconds"] <= 4
+
+
+def test_timer_speaker_refresh_required_names_the_role(engine: Any) -> None:
+    sfn, management, _bridge = engine
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1")
+    wait_for_end(sfn, timer.execution_arn(timer.execution_name("spk-1")))
+    (required,) = management.messages_to("spk-1", "connectionRefreshRequired")
+    assert (required["sessionId"], required["role"]) == (session_id, "speaker")
+    assert "targetLanguage" not in required
+    assert required["refreshBy"] == Driver_connected_at() + 4000
+
+
+def Driver_connected_at() -> int:
+    from tests.helpers import load_event
+
+    return load_event("connect_speaker")["requestContext"]["connectedAt"]
+
+
+def test_timer_stopped_during_first_wait_sends_nothing(engine: Any) -> None:
+    sfn, management, bridge = engine
+    driver = Driver()
+    driver.connect("lst-1")
+    arn = timer.execution_arn(timer.execution_name("lst-1"))
+    wait_until_waiting(sfn, arn)
+    driver.disconnect("lst-1")
+    described = wait_for_end(sfn, arn)
+    time.sleep(2.5)
+    assert described["status"] == "ABORTED"
+    assert management.posts == []
+    assert bridge.invocations == []
+
+
+def test_timer_connection_gone_ends_execution_as_succeeded(engine: Any) -> None:
+    sfn, management, bridge = engine
+    driver = Driver()
+    driver.connect("lst-1")
+    management.gone.add("lst-1")
+
+    described = wait_for_end(sfn, timer.execution_arn(timer.execution_name("lst-1")))
+
+    assert described["status"] == "SUCCEEDED"
+    assert [event["notification"] for _, event in bridge.invocations] == ["connectionRefreshRequired"]
+    assert management.posts == []
+
+
+def test_timer_notifier_error_is_retried(engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    sfn, management, bridge = engine
+    calls = {"n": 0}
+    real = notifier.handler
+
+    def flaky(event: dict[str, Any], context: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("transient")
+        return real(event, context)
+
+    bridge.functions[NOTIFIER_ARN] = flaky
+    Driver().connect("lst-1")
+    described = wait_for_end(sfn, timer.execution_arn(timer.execution_name("lst-1")), timeout=20)
+    assert described["status"] == "SUCCEEDED"
+    assert [kind for _, _, kind in management.arrivals] == ["connectionRefreshRequired", "connectionWarning"]
+    assert calls["n"] == 3
+
+
+def test_timer_speaker_grace_ends_session_when_speaker_does_not_return(
+    engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SPEAKER_GRACE_SECONDS", "1")
+    sfn, management, _bridge = engine
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1")
+    driver.join("lst-1", session_id)
+    driver.disconnect("spk-1")
+    assert management.messages_to("lst-1", "sessionEnded") == []
+
+    wait_for_end(sfn, timer.execution_arn(timer.execution_name("spk-1", prefix="grace")))
+
+    (ended,) = management.messages_to("lst-1", "sessionEnded")
+    assert ended["reason"] == "speakerDisconnected"
+    assert driver.status("lst-1")["isActive"] is False
