@@ -135,3 +135,40 @@ class Driver:
     def status(self, connection_id: str) -> dict[str, Any]:
         event = message_event("get_session_status", connection_id=connection_id, anonymous=True)
         return body_of(self._status(event, None))
+
+
+class AwsCallCounter:
+    """Counts the AWS API calls the handlers make, by service.operation, with a botocore event hook.
+
+    Each botocore client copies its event hooks when it is created, so the hook goes on the
+    cached clients the handlers use (broadcast.aws), not on the session.
+    """
+
+    SERVICES = ("dynamodb", "stepfunctions")
+
+    def __init__(self) -> None:
+        from broadcast import aws
+
+        self._emitters = [aws.client(service).meta.events for service in self.SERVICES]
+        self.calls: list[str] = []
+
+    def _count(self, event_name: str, **_kwargs: Any) -> None:
+        _, service, operation = event_name.split(".", 2)
+        self.calls.append(f"{service}.{operation}")
+
+    def __enter__(self) -> AwsCallCounter:
+        for events in self._emitters:
+            events.register("before-call", self._count, unique_id="aws-call-counter")
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for events in self._emitters:
+            events.unregister("before-call", unique_id="aws-call-counter")
+
+
+def count_calls(management: RecordingManagementApi, action: Any) -> list[str]:
+    """The AWS calls `action()` makes, @connections posts to the recording API included."""
+    before = len(management.posts)
+    with AwsCallCounter() as counter:
+        action()
+    return counter.calls + ["apigatewaymanagementapi.PostToConnection"] * (len(management.posts) - before)
