@@ -73,10 +73,12 @@ def create_tables(ddb: Any, template: dict[str, Any], names: dict[str, str]) -> 
             )
 
 
-def state_machine_definition(template: dict[str, Any], logical_id: str, substitutions: dict[str, str]) -> str:
+def state_machine_definition(
+    template: dict[str, Any], logical_id: str, substitutions: dict[str, str], base: Path = ROOT
+) -> str:
     """The ASL of a serverless state machine with its DefinitionSubstitutions replaced by `substitutions`."""
     props = template["Resources"][logical_id]["Properties"]
-    text = (ROOT / props["DefinitionUri"]).read_text()
+    text = (base / props["DefinitionUri"]).read_text()
     for key in props.get("DefinitionSubstitutions", {}):
         text = text.replace("${" + key + "}", substitutions[key])
     json.loads(text)  # fail here, not inside the engine, if a substitution broke the JSON
@@ -94,7 +96,7 @@ class Route:
     authorizer_function: str | None
 
 
-def _logical_id(value: Any) -> str:
+def logical_id_of(value: Any) -> str:
     """The logical id an intrinsic like !Ref X, !GetAtt X.Arn or !Sub '...${X}...' points at."""
     if isinstance(value, dict):
         if "Ref" in value:
@@ -115,15 +117,17 @@ def routes(template: dict[str, Any]) -> dict[str, Route]:
     resources = template["Resources"]
     functions = resources_of(template, "AWS::Serverless::Function")
     globals_ = template.get("Globals", {}).get("Function", {})
-    answered = {_logical_id(p["RouteId"]) for p in resources_of(template, "AWS::ApiGatewayV2::RouteResponse").values()}
+    answered = {
+        logical_id_of(p["RouteId"]) for p in resources_of(template, "AWS::ApiGatewayV2::RouteResponse").values()
+    }
     found: dict[str, Route] = {}
     for logical_id, props in resources_of(template, "AWS::ApiGatewayV2::Route").items():
-        integration = resources[_logical_id(props["Target"])]["Properties"]
-        function = _logical_id(integration["IntegrationUri"])
+        integration = resources[logical_id_of(props["Target"])]["Properties"]
+        function = logical_id_of(integration["IntegrationUri"])
         authorizer_function = None
         if props.get("AuthorizationType") == "CUSTOM":
-            authorizer = resources[_logical_id(props["AuthorizerId"])]["Properties"]
-            authorizer_function = _logical_id(authorizer["AuthorizerUri"])
+            authorizer = resources[logical_id_of(props["AuthorizerId"])]["Properties"]
+            authorizer_function = logical_id_of(authorizer["AuthorizerUri"])
         handler = functions[function].get("Handler", globals_.get("Handler"))
         found[props["RouteKey"]] = Route(
             key=props["RouteKey"],

@@ -1,0 +1,192 @@
+"""The AWS side of the local stack: moto DynamoDB and Step Functions built from template.yaml.
+
+Everything here runs in the emulator's process. moto's DynamoDB is not thread-safe, and the
+handlers run on worker threads (as do the state machine's executions), so every request that
+reaches moto is serialized by one lock.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from local_stack import template as cfn
+from local_stack.lambda_bridge import LambdaBridge
+
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+MOTO_LOCK = threading.RLock()
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def _serialize_moto() -> None:
+    """Make moto's request entry point take MOTO_LOCK (once per process)."""
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    if getattr(BotocoreStubber.__call__, "_locked", False):
+        return
+    unlocked = BotocoreStubber.__call__
+
+    def locked(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        with MOTO_LOCK:
+            return unlocked(self, event_name, request, **kwargs)
+
+    locked._locked = True  # type: ignore[attr-defined]
+    BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
+
+
+def _scale_waits(time_scale: float) -> None:
+    """Make moto's Wait states wait 1/time_scale of their seconds (Retry intervals are not scaled)."""
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        if wait_seconds > 0:
+            env.program_state_event.wait(wait_seconds / time_scale)
+
+    WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+
+
+def resolve_handler(spec: str) -> Handler:
+    """Import 'package.module.function' and return the function."""
+    module_name, _, attr = spec.rpartition(".")
+    return getattr(importlib.import_module(module_name), attr)
+
+
+def _lazy(spec: str) -> Handler:
+    """A handler imported on first call, after the emulator has set the functions' environment."""
+
+    def call(event: dict[str, Any], context: Any) -> Any:
+        return resolve_handler(spec)(event, context)
+
+    return call
+
+
+class AwsBackend:
+    """moto, the tables and the timer state machine, with Lambda tasks bridged to the real handlers."""
+
+    def __init__(self, template_path: Path, *, time_scale: float = 1.0, stack_name: str = "local") -> None:
+        self.template_path = template_path
+        self.template = cfn.load(template_path)
+        self.time_scale = time_scale
+        self.stack_name = stack_name
+        code_uri = self.template.get("Globals", {}).get("Function", {}).get("CodeUri", "src/")
+        code_dir = str((template_path.parent / code_uri).resolve())
+        if code_dir not in sys.path:
+            sys.path.insert(0, code_dir)
+        self.table_names = {
+            logical_id: f"{stack_name}-{logical_id}"
+            for logical_id in cfn.resources_of(self.template, "AWS::DynamoDB::Table")
+        }
+        self.functions = {
+            logical_id: props["Handler"]
+            for logical_id, props in cfn.resources_of(self.template, "AWS::Serverless::Function").items()
+        }
+        self.state_machine_arns: dict[str, str] = {}
+        self._mock: Any = None
+        self._bridge: LambdaBridge | None = None
+
+    def function_arn(self, logical_id: str) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.stack_name}-{logical_id}"
+
+    def start(self) -> None:
+        """Start moto and create everything the template declares."""
+        import boto3
+        from moto import mock_aws
+
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+        os.environ["AWS_DEFAULT_REGION"] = REGION
+        _serialize_moto()
+        _scale_waits(self.time_scale)
+        self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
+        self._mock.start()
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        cfn.create_tables(ddb, self.template, self.table_names)
+        self._bridge = LambdaBridge(
+            {self.function_arn(f): _lazy(h) for f, h in self.functions.items()}, lock=threading.RLock()
+        ).install()
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        for logical_id, props in cfn.resources_of(self.template, "AWS::Serverless::StateMachine").items():
+            substitutions = {
+                key: self._resolve_arn(value) for key, value in props.get("DefinitionSubstitutions", {}).items()
+            }
+            definition = cfn.state_machine_definition(
+                self.template, logical_id, substitutions, base=self.template_path.parent
+            )
+            created = sfn.create_state_machine(
+                name=f"{self.stack_name}-{logical_id}",
+                definition=definition,
+                roleArn=f"arn:aws:iam::{ACCOUNT}:role/{logical_id}Role",
+                type=props.get("Type", "STANDARD"),
+            )
+            self.state_machine_arns[logical_id] = created["stateMachineArn"]
+
+    def _resolve_arn(self, value: Any) -> str:
+        target = cfn.logical_id_of(value)
+        if target in self.functions:
+            return self.function_arn(target)
+        raise ValueError(f"cannot resolve DefinitionSubstitution {value!r} locally")
+
+    def stop(self) -> None:
+        if self._bridge:
+            self._bridge.uninstall()
+        if self._mock:
+            self._mock.stop()
+
+    def resolve(self, value: Any, extra: dict[str, str]) -> str:
+        """A template value (a literal, !Ref, !Sub or !GetAtt X.Arn) as a string, for environment variables."""
+        if isinstance(value, (str, int, float)):
+            return str(value)
+        if "Ref" in value:
+            return self._ref(value["Ref"], extra)
+        if "Fn::Sub" in value:
+            sub = value["Fn::Sub"]
+            text = sub if isinstance(sub, str) else sub[0]
+            out, rest = "", text
+            while "${" in rest:
+                before, _, after = rest.partition("${")
+                name, _, rest = after.partition("}")
+                out += before + self._ref(name, extra)
+            return out + rest
+        if "Fn::GetAtt" in value:
+            return self._ref(".".join(value["Fn::GetAtt"]), extra)
+        raise ValueError(f"cannot resolve {value!r} locally")
+
+    def _ref(self, name: str, extra: dict[str, str]) -> str:
+        if name in extra:
+            return extra[name]
+        parameters = self.template.get("Parameters", {})
+        if name in parameters:
+            return str(parameters[name].get("Default", ""))
+        if name in self.table_names:
+            return self.table_names[name]
+        if name in self.state_machine_arns:
+            return self.state_machine_arns[name]
+        if name == "AWS::Region":
+            return REGION
+        if name == "AWS::AccountId":
+            return ACCOUNT
+        raise ValueError(f"cannot resolve {name} locally")
+
+    def environment(self, extra: dict[str, str]) -> dict[str, str]:
+        """The union of every function's environment (they share one process here), resolved."""
+        env: dict[str, str] = {}
+        functions = cfn.resources_of(self.template, "AWS::Serverless::Function")
+        blocks = [self.template.get("Globals", {}).get("Function", {}), *functions.values()]
+        for block in blocks:
+            for key, value in block.get("Environment", {}).get("Variables", {}).items():
+                if key in extra:
+                    env[key] = extra[key]
+                    continue
+                try:
+                    env[key] = self.resolve(value, extra)
+                except ValueError:
+                    continue  # e.g. an !If on the Cognito pool: the caller supplies it in `extra`
+        env.update({k: v for k, v in extra.items() if k.isupper()})
+        return env

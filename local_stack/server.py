@@ -1,0 +1,501 @@
+"""An API Gateway WebSocket emulator that serves template.yaml's routes with the real handlers.
+
+One TCP port, like API Gateway: a front door reads each request head and either pipes a
+WebSocket upgrade to an internal `websockets` server (on a Unix socket), or answers plain
+HTTP itself: the @connections management API and the local issuer's JWKS. (`websockets`
+refuses requests with a body, so POST /@connections cannot be served by it directly.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from websockets.asyncio.server import ServerConnection, unix_serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from local_stack import template as cfn
+from local_stack import tokens
+from local_stack.aws_backend import AwsBackend, resolve_handler
+
+MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit (close 1009 above it)
+MAX_CONNECTION_SECONDS = 2 * 3600
+IDLE_TIMEOUT_SECONDS = 10 * 60
+HEAD_LIMIT = 16 * 1024
+
+
+@dataclass
+class LocalConnection:
+    """A live client connection as the emulator tracks it."""
+
+    connection_id: str
+    websocket: ServerConnection
+    connected_at_ms: int
+    source_ip: str
+    user_agent: str
+    authorizer: dict[str, Any]
+    last_active: float = field(default_factory=time.monotonic)
+    last_active_ms: int = 0
+
+
+@dataclass
+class Invocation:
+    """What one handler call returned, or raised."""
+
+    result: Any = None
+    error: BaseException | None = None
+    millis: float = 0.0
+
+
+class Emulator:
+    """The local API Gateway: routes from template.yaml, the management API, limits, time scale."""
+
+    def __init__(
+        self,
+        template_path: Path = cfn.TEMPLATE,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        time_scale: float = 1.0,
+        stage: str | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.template_path = template_path
+        self.template = cfn.load(template_path)
+        self.host = host
+        self.port = port
+        self.time_scale = time_scale
+        self.stage = stage or str(self.template.get("Parameters", {}).get("StageName", {}).get("Default", "local"))
+        self.routes = cfn.routes(self.template)
+        self.connections: dict[str, LocalConnection] = {}
+        self._pending: dict[int, LocalConnection] = {}
+        self._log = log or (lambda line: print(line, flush=True))
+        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lambda")
+        self._handlers: dict[str, Any] = {}
+        self._socket_dir = tempfile.mkdtemp(prefix="local-stack-")
+        self._socket_path = os.path.join(self._socket_dir, "ws.sock")
+        self._started_at = time.time()
+        self.backend = AwsBackend(template_path, time_scale=time_scale)
+        self.request_counter = 0
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        """Emulated epoch seconds: with time_scale 600 one real second counts as ten minutes."""
+        return self._started_at + (time.time() - self._started_at) * self.time_scale
+
+    def now_ms(self) -> int:
+        return int(self.now() * 1000)
+
+    def scaled(self, seconds: float) -> float:
+        """Real seconds for an emulated duration."""
+        return seconds / self.time_scale
+
+    # -- start and stop --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind the port, start moto and configure the handlers' environment."""
+        self._front = await asyncio.start_server(self._front_door, self.host, self.port, limit=HEAD_LIMIT)
+        self.port = self._front.sockets[0].getsockname()[1]
+        self.backend.start()
+        self._configure_handlers()
+        self._internal = await unix_serve(
+            self._session,
+            path=self._socket_path,
+            process_request=self._handshake,
+            max_size=MAX_MESSAGE_BYTES,
+            ping_interval=None,
+            server_header=None,
+        )
+        self._loop = asyncio.get_running_loop()
+
+    @property
+    def url(self) -> str:
+        return f"ws://{self.host}:{self.port}/{self.stage}"
+
+    @property
+    def management_endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}/{self.stage}"
+
+    def _configure_handlers(self) -> None:
+        import warnings
+
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        from broadcast import aws, clock, config
+
+        extra = {
+            "MANAGEMENT_ENDPOINT": self.management_endpoint,
+            "JWT_ISSUER": tokens.ISSUER,
+            "JWKS_URL": f"http://{self.host}:{self.port}{tokens.JWKS_PATH}",
+            "JWT_CLIENT_ID": tokens.CLIENT_ID,
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
+            "StageName": self.stage,
+        }
+        os.environ.update(self.backend.environment(extra))
+        clock.use(self.now)
+        config.reset()
+        aws.reset()
+        for route in self.routes.values():
+            self._handler(route.handler)
+            if route.authorizer_function:
+                self._handler(self.backend.functions[route.authorizer_function])
+
+    def _handler(self, spec: str) -> Any:
+        if spec not in self._handlers:
+            self._handlers[spec] = resolve_handler(spec)
+        return self._handlers[spec]
+
+    async def serve_forever(self, ready: Callable[[str], None] | None = None) -> None:
+        await self.start()
+        (ready or (lambda url: print(f"READY {url}", flush=True)))(self.url)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for connection in list(self.connections.values()):
+            with contextlib.suppress(Exception):
+                await connection.websocket.close(1001, "Going away")
+        self._front.close()
+        self._internal.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._internal.wait_closed(), 5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.backend.stop()
+        with contextlib.suppress(OSError):
+            os.unlink(self._socket_path)
+            os.rmdir(self._socket_dir)
+
+    # -- the front door: one port for WebSocket and plain HTTP ---------------------------------
+
+    async def _front_door(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername") or ("127.0.0.1", 0)
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            writer.close()
+            return
+        lines = head.decode("latin-1").split("\r\n")
+        method, _, rest = lines[0].partition(" ")
+        target = rest.rpartition(" ")[0]
+        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        if headers.get("upgrade", "").lower() == "websocket":
+            await self._pipe_to_websocket_server(head, peer[0], reader, writer)
+        else:
+            await self._http(method, target, headers, reader, writer)
+
+    async def _pipe_to_websocket_server(
+        self, head: bytes, source_ip: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        try:
+            inner_reader, inner_writer = await asyncio.open_unix_connection(self._socket_path)
+        except OSError:
+            writer.close()
+            return
+        # The internal server sees every client as the Unix socket; pass the real address on.
+        forwarded = head[:-2] + f"X-Forwarded-For: {source_ip}\r\n\r\n".encode()
+        inner_writer.write(forwarded)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                with contextlib.suppress(Exception):
+                    dst.close()
+
+        await asyncio.gather(pump(reader, inner_writer), pump(inner_reader, writer))
+
+    async def _http(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        length = int(headers.get("content-length", "0") or 0)
+        body = await reader.readexactly(length) if length else b""
+        path = urlsplit(target).path
+        prefix = f"/{self.stage}/@connections/"
+        status, payload, extra_headers = HTTPStatus.NOT_FOUND, {"message": "Not Found"}, {}
+        if method == "GET" and path == tokens.JWKS_PATH:
+            status, payload = HTTPStatus.OK, tokens.jwks()
+        elif path.startswith(prefix):
+            connection_id = unquote(path[len(prefix) :])
+            status, payload, extra_headers = await self._manage(method, connection_id, body)
+        data = b"" if payload is None else json.dumps(payload).encode()
+        head = [f"HTTP/1.1 {status.value} {status.phrase}", "Content-Type: application/json"]
+        head += [f"Content-Length: {len(data)}", "Connection: close"]
+        head += [f"{k}: {v}" for k, v in extra_headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
+
+    async def _manage(self, method: str, connection_id: str, body: bytes) -> tuple[HTTPStatus, Any, dict[str, str]]:
+        """The @connections API: POST sends, GET describes, DELETE closes; 410 for an unknown connection."""
+        connection = self.connections.get(connection_id)
+        if connection is None:
+            return HTTPStatus.GONE, {"message": None}, {"x-amzn-ErrorType": "GoneException"}
+        if method == "POST":
+            try:
+                await connection.websocket.send(body.decode("utf-8", errors="replace"))
+            except ConnectionClosed:
+                return HTTPStatus.GONE, {"message": None}, {"x-amzn-ErrorType": "GoneException"}
+            return HTTPStatus.OK, None, {}
+        if method == "GET":
+            return (
+                HTTPStatus.OK,
+                {  # the wire names of the GetConnection response (botocore maps them)
+                    "connectedAt": _iso(connection.connected_at_ms),
+                    "lastActiveAt": _iso(connection.last_active_ms or connection.connected_at_ms),
+                    "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+                },
+                {},
+            )
+        if method == "DELETE":
+            asyncio.ensure_future(connection.websocket.close(1000))  # noqa: RUF006 - closes on its own
+            return HTTPStatus.NO_CONTENT, None, {}
+        return HTTPStatus.METHOD_NOT_ALLOWED, {"message": "Method Not Allowed"}, {}
+
+    # -- handlers --------------------------------------------------------------------------------
+
+    async def _invoke(self, spec: str, event: dict[str, Any]) -> Invocation:
+        handler = self._handler(spec)
+
+        def call() -> Invocation:
+            started = time.perf_counter()
+            try:
+                return Invocation(result=handler(event, None), millis=(time.perf_counter() - started) * 1000)
+            except Exception as exc:  # noqa: BLE001 - reported to the caller like Lambda's Unhandled error
+                return Invocation(error=exc, millis=(time.perf_counter() - started) * 1000)
+
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    def _request_context(self, connection: LocalConnection, route_key: str, event_type: str) -> dict[str, Any]:
+        self.request_counter += 1
+        now_ms = self.now_ms()
+        request_id = base64.b64encode(os.urandom(9)).decode()
+        context: dict[str, Any] = {
+            "routeKey": route_key,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "requestTime": datetime.fromtimestamp(now_ms / 1000, UTC).strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": connection.connected_at_ms,
+            "requestTimeEpoch": now_ms,
+            "identity": {"sourceIp": connection.source_ip, "userAgent": connection.user_agent},
+            "requestId": request_id,
+            "domainName": f"{self.host}:{self.port}",
+            "connectionId": connection.connection_id,
+            "apiId": "local",
+        }
+        if connection.authorizer:
+            context["authorizer"] = dict(connection.authorizer)
+        return context
+
+    def _log_invocation(self, route_key: str, connection_id: str, status: Any, invocation: Invocation) -> None:
+        outcome = f"error={type(invocation.error).__name__}" if invocation.error else f"status={status}"
+        self._log(f"{time.strftime('%H:%M:%S')} {route_key:<18} {connection_id} {outcome} {invocation.millis:.0f}ms")
+
+    # -- the WebSocket side ------------------------------------------------------------------------
+
+    async def _handshake(self, websocket: ServerConnection, request: Request) -> Response | None:
+        """API Gateway's $connect: authorizer, then the $connect route; non-2xx refuses the handshake."""
+        parts = urlsplit(request.path)
+        if parts.path.rstrip("/") != f"/{self.stage}":
+            return websocket.respond(HTTPStatus.FORBIDDEN, '{"message":"Forbidden"}\n')
+        connect = self.routes.get("$connect")
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        connection = LocalConnection(
+            connection_id=base64.b64encode(os.urandom(10)).decode(),
+            websocket=websocket,
+            connected_at_ms=self.now_ms(),
+            source_ip=request.headers.get("X-Forwarded-For", "127.0.0.1"),
+            user_agent=request.headers.get("User-Agent", ""),
+            authorizer={},
+        )
+        headers = {k: v for k, v in request.headers.raw_items() if k.lower() != "x-forwarded-for"}
+        if connect and connect.authorizer_function:
+            refused = await self._authorize(connect.authorizer_function, connection, headers, query)
+            if refused is not None:
+                return websocket.respond(refused, json.dumps({"message": refused.phrase}) + "\n")
+        if connect:
+            context = self._request_context(connection, "$connect", "CONNECT")
+            event = {
+                "headers": headers,
+                "multiValueHeaders": {k: [v] for k, v in headers.items()},
+                "queryStringParameters": query or None,
+                "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
+                "requestContext": context,
+                "isBase64Encoded": False,
+            }
+            invocation = await self._invoke(connect.handler, event)
+            status = 500 if invocation.error else int((invocation.result or {}).get("statusCode", 200))
+            self._log_invocation("$connect", connection.connection_id, status, invocation)
+            if not 200 <= status < 300:
+                http_status = HTTPStatus(status) if status in HTTPStatus._value2member_map_ else HTTPStatus.FORBIDDEN
+                return websocket.respond(http_status, json.dumps({"message": http_status.phrase}) + "\n")
+        self._pending[id(websocket)] = connection
+        return None
+
+    async def _authorize(
+        self, function: str, connection: LocalConnection, headers: dict[str, str], query: dict[str, str]
+    ) -> HTTPStatus | None:
+        """Run the REQUEST authorizer; the HTTP status that refuses the handshake, or None to go on."""
+        event = {
+            "type": "REQUEST",
+            "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:local/{self.stage}/$connect",
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": query or None,
+            "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
+            "stageVariables": None,
+            "requestContext": self._request_context(connection, "$connect", "CONNECT"),
+        }
+        invocation = await self._invoke(self.backend.functions[function], event)
+        if invocation.error is not None:
+            # API Gateway: an authorizer raising "Unauthorized" is 401; any other failure is 500.
+            status = (
+                HTTPStatus.UNAUTHORIZED if str(invocation.error) == "Unauthorized" else HTTPStatus.INTERNAL_SERVER_ERROR
+            )
+            self._log_invocation("$connect:authorizer", connection.connection_id, status.value, invocation)
+            return status
+        policy = invocation.result or {}
+        statements = policy.get("policyDocument", {}).get("Statement", [])
+        allowed = bool(statements) and all(s.get("Effect") == "Allow" for s in statements)
+        self._log_invocation("$connect:authorizer", connection.connection_id, 200 if allowed else 403, invocation)
+        if not allowed:
+            return HTTPStatus.FORBIDDEN
+        context = {k: v for k, v in (policy.get("context") or {}).items()}
+        context["principalId"] = policy.get("principalId", "")
+        connection.authorizer = context
+        return None
+
+    async def _session(self, websocket: ServerConnection) -> None:
+        """One connection from after the handshake to $disconnect."""
+        connection = self._pending.pop(id(websocket))
+        self.connections[connection.connection_id] = connection
+        watchdog = asyncio.create_task(self._enforce_limits(connection))
+        try:
+            async for frame in websocket:
+                connection.last_active = time.monotonic()
+                connection.last_active_ms = self.now_ms()
+                # One frame at a time per connection keeps a client's frames in order, as API
+                # Gateway does not promise but a single Lambda invocation chain effectively gives.
+                await self._message(connection, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            watchdog.cancel()
+            self.connections.pop(connection.connection_id, None)
+            await self._disconnect(connection)
+
+    async def _enforce_limits(self, connection: LocalConnection) -> None:
+        """API Gateway's 2-hour maximum and 10-minute idle timeout, both scaled; close 1001 like AWS."""
+        hard_deadline = time.monotonic() + self.scaled(MAX_CONNECTION_SECONDS)
+        idle = self.scaled(IDLE_TIMEOUT_SECONDS)
+        while True:
+            now = time.monotonic()
+            remaining = min(hard_deadline - now, connection.last_active + idle - now)
+            if remaining <= 0:
+                reason = "Going away" if now >= hard_deadline else "Going away (idle)"
+                await connection.websocket.close(1001, reason)
+                return
+            await asyncio.sleep(min(remaining, 1.0))
+
+    async def _message(self, connection: LocalConnection, frame: str | bytes) -> None:
+        text = frame if isinstance(frame, str) else frame.decode("utf-8", errors="replace")
+        route_key = "$default"
+        try:
+            body = json.loads(text)
+            action = body.get("action") if isinstance(body, dict) else None
+            if isinstance(action, str) and action in self.routes and not action.startswith("$"):
+                route_key = action
+        except ValueError:
+            pass
+        route = self.routes.get(route_key)
+        if route is None:
+            await self._send(connection, {"message": "Forbidden", "connectionId": connection.connection_id})
+            return
+        event = {
+            "requestContext": self._request_context(connection, route_key, "MESSAGE"),
+            "body": text,
+            "isBase64Encoded": False,
+        }
+        invocation = await self._invoke(route.handler, event)
+        result = invocation.result if isinstance(invocation.result, dict) else {}
+        self._log_invocation(route_key, connection.connection_id, result.get("statusCode"), invocation)
+        if invocation.error is not None:
+            # What API Gateway sends when the integration fails.
+            await self._send(
+                connection,
+                {
+                    "message": "Internal server error",
+                    "connectionId": connection.connection_id,
+                    "requestId": event["requestContext"]["requestId"],
+                },
+            )
+            return
+        if route.has_route_response and result.get("body") is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await connection.websocket.send(result["body"])
+
+    async def _send(self, connection: LocalConnection, payload: dict[str, Any]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await connection.websocket.send(json.dumps(payload))
+
+    async def _disconnect(self, connection: LocalConnection) -> None:
+        route = self.routes.get("$disconnect")
+        if route is None:
+            return
+        context = self._request_context(connection, "$disconnect", "DISCONNECT")
+        code = connection.websocket.close_code
+        context["disconnectStatusCode"] = code if code is not None else 1006
+        context["disconnectReason"] = connection.websocket.close_reason or ""
+        event = {"headers": {}, "multiValueHeaders": {}, "requestContext": context, "isBase64Encoded": False}
+        invocation = await self._invoke(route.handler, event)
+        self._log_invocation("$disconnect", connection.connection_id, context["disconnectStatusCode"], invocation)
+
+
+def _iso(epoch_ms: int) -> str:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def run(port: int, time_scale: float, template_path: Path = cfn.TEMPLATE) -> None:
+    """Serve in the foreground until Ctrl-C or SIGTERM."""
+    import signal
+
+    async def main() -> None:
+        emulator = Emulator(template_path, port=port, time_scale=time_scale)
+        task = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)  # type: ignore[union-attr]
+        with contextlib.suppress(asyncio.CancelledError):
+            await emulator.serve_forever()
+
+    asyncio.run(main())
+    print("stopped", file=sys.stderr, flush=True)

@@ -1,0 +1,67 @@
+"""Starts `python -m local_stack` on a free port, the way `make local` does, and reads its READY line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class LocalStackProcess:
+    """A running local stack; `url` is what it printed after READY."""
+
+    def __init__(
+        self, *, time_scale: float = 1.0, template: Path | None = None, extra_env: dict[str, str] | None = None
+    ):
+        cmd = [sys.executable, "-m", "local_stack", "--port", "0", "--time-scale", str(time_scale)]
+        if template is not None:
+            cmd += ["--template", str(template)]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        self.process = subprocess.Popen(  # noqa: S603 - our own module
+            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.lines: list[str] = []
+        self.url = self._wait_ready()
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _wait_ready(self, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        assert self.process.stdout is not None
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.lines.append(line)
+            if line.startswith("READY "):
+                return line.split(" ", 1)[1].strip()
+        self.stop()
+        raise RuntimeError("local stack did not become ready:\n" + "".join(self.lines[-40:]))
+
+    def _drain(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def management_endpoint(self) -> str:
+        return self.url.replace("ws://", "http://")
+
+    def log_lines(self, needle: str) -> list[str]:
+        return [line for line in list(self.lines) if needle in line]
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode

@@ -1,0 +1,274 @@
+"""Real WebSocket clients against `python -m local_stack` (what `make local` serves)."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import websockets
+from botocore.exceptions import ClientError
+
+from local_stack import tokens
+from tests.integration.stack import ROOT, LocalStackProcess
+from tests.integration.wire import Wire
+
+pytestmark = pytest.mark.integration
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def speaker_and_session(url: str, sub: str = "alice", heartbeat: float | None = None) -> tuple[Wire, str]:
+    speaker = await Wire.open(url, tokens.issue(sub), heartbeat=heartbeat)
+    created = await speaker.call({"action": "createSession", "sourceLanguage": "en"}, "sessionCreated")
+    assert created["type"] == "sessionCreated", created
+    return speaker, created["sessionId"]
+
+
+def test_local_stack_create_join_heartbeat_status(stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        speaker, session_id = await speaker_and_session(stack.url)
+        listener = await Wire.open(stack.url)
+        joined = await listener.call(
+            {"action": "joinSession", "sessionId": session_id, "targetLanguage": "es"}, "sessionJoined"
+        )
+        assert (joined["sessionId"], joined["sourceLanguage"], joined["listenerCount"]) == (session_id, "en", 1)
+        await listener.send({"action": "heartbeat"})
+        await asyncio.sleep(0.3)
+        assert any(m["type"] == "heartbeatAck" for m in listener.seen)
+        status = await speaker.call({"action": "getSessionStatus"}, "sessionStatus")
+        assert (status["isActive"], status["listenerCount"], status["languages"]) == (True, 1, {"es": 1})
+        await listener.close()
+        await speaker.close()
+
+    run(scenario())
+
+
+def test_local_stack_unknown_action_and_garbage_get_invalid_action(stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        wire = await Wire.open(stack.url)
+        for frame in ('{"action":"danceSession"}', "not json", "[1]"):
+            reply = await wire.call(frame)
+            assert (reply["type"], reply["code"]) == ("error", "INVALID_ACTION"), frame
+        await wire.close()
+
+    run(scenario())
+
+
+def test_local_stack_anonymous_cannot_create(stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        wire = await Wire.open(stack.url)
+        reply = await wire.call({"action": "createSession", "sourceLanguage": "en"})
+        assert (reply["code"], reply["status"]) == ("UNAUTHORIZED", 401)
+        await wire.close()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "garbage",
+        "",
+        tokens.issue("alice", lifetime=-3600),
+        tokens.issue("alice", iss="https://someone.else/issuer"),
+        tokens.issue("alice", token_use="access", client_id="another-client"),
+    ],
+    ids=["garbage", "empty", "expired", "wrong-issuer", "wrong-client"],
+)
+def test_local_stack_invalid_token_refused_at_handshake(stack: LocalStackProcess, token: str) -> None:
+    async def scenario() -> None:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(f"{stack.url}?token={token}")
+        assert refused.value.response.status_code in (401, 403)
+
+    run(scenario())
+
+
+def test_local_stack_wrong_stage_refused(stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            await websockets.connect(stack.url.rsplit("/", 1)[0] + "/nostage")
+        assert refused.value.response.status_code == 403
+
+    run(scenario())
+
+
+def test_local_stack_message_over_128kb_closes_1009(stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        wire = await Wire.open(stack.url)
+        await wire.send('{"action":"heartbeat","pad":"' + "x" * (129 * 1024) + '"}')
+        code, _ = await wire.closed(timeout=5)
+        assert code == 1009
+
+    run(scenario())
+
+
+def test_local_stack_disconnect_delivered_on_close(stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        speaker, session_id = await speaker_and_session(stack.url)
+        listener = await Wire.open(stack.url)
+        await listener.call({"action": "joinSession", "sessionId": session_id, "targetLanguage": "fr"}, "sessionJoined")
+        await listener.close()
+        for _ in range(50):
+            status = await speaker.call({"action": "getSessionStatus"}, "sessionStatus")
+            if status["listenerCount"] == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert status["listenerCount"] == 0
+        await speaker.close()
+
+    run(scenario())
+    assert any("disconnectStatus" in line or "$disconnect" in line for line in stack.lines)
+
+
+def test_local_stack_speaker_close_ends_session_after_grace(stack: LocalStackProcess) -> None:
+    # Grace is 30 s at time scale 1; a speaker that comes back within it keeps the session.
+    async def scenario() -> None:
+        speaker, session_id = await speaker_and_session(stack.url)
+        listener = await Wire.open(stack.url)
+        await listener.call({"action": "joinSession", "sessionId": session_id, "targetLanguage": "fr"}, "sessionJoined")
+        await speaker.close()
+        replacement = await Wire.open(stack.url, tokens.issue("alice"))
+        done = await replacement.call(
+            {"action": "refreshConnection", "sessionId": session_id, "role": "speaker"}, "connectionRefreshComplete"
+        )
+        assert done["type"] == "connectionRefreshComplete"
+        status = await listener.call({"action": "getSessionStatus"}, "sessionStatus")
+        assert status["isActive"] is True
+        await listener.close()
+        await replacement.close()
+
+    run(scenario())
+
+
+def test_local_stack_management_api_post_get_delete_and_410(stack: LocalStackProcess) -> None:
+    client = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=stack.management_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+    async def scenario() -> None:
+        wire = await Wire.open(stack.url)
+        status = await wire.call({"action": "joinSession", "sessionId": "no-such-000", "targetLanguage": "es"})
+        assert status["code"] == "SESSION_NOT_FOUND"
+        # Learn our connection id from the emulator's own log line for this connection.
+        await asyncio.sleep(0.2)
+        connection_id = stack.log_lines("joinSession")[-1].split()[2]
+        await asyncio.to_thread(client.post_to_connection, ConnectionId=connection_id, Data=b'{"type":"hello"}')
+        assert (await wire.next("hello"))["type"] == "hello"
+        described = await asyncio.to_thread(client.get_connection, ConnectionId=connection_id)
+        assert described["Identity"]["SourceIp"] == "127.0.0.1"
+        await asyncio.to_thread(client.delete_connection, ConnectionId=connection_id)
+        code, _ = await wire.closed(timeout=5)
+        assert code == 1000
+        with pytest.raises(ClientError) as gone:
+            await asyncio.to_thread(client.post_to_connection, ConnectionId=connection_id, Data=b"{}")
+        assert gone.value.response["Error"]["Code"] == "GoneException"
+
+    run(scenario())
+
+
+def test_local_stack_refresh_both_roles_under_scaled_timers(fast_stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        started = time.monotonic()
+        speaker, session_id = await speaker_and_session(fast_stack.url, heartbeat=0.2)
+        listener = await Wire.open(fast_stack.url, heartbeat=0.2)
+        await listener.call({"action": "joinSession", "sessionId": session_id, "targetLanguage": "it"}, "sessionJoined")
+
+        notice = await listener.next("connectionRefreshRequired", timeout=15)
+        assert 8 <= time.monotonic() - started <= 12
+        assert (notice["sessionId"], notice["role"], notice["targetLanguage"]) == (session_id, "listener", "it")
+        new_listener = await Wire.open(fast_stack.url, heartbeat=0.2)
+        done = await new_listener.call(
+            {"action": "refreshConnection", "sessionId": session_id, "role": "listener", "targetLanguage": "it"},
+            "connectionRefreshComplete",
+        )
+        assert (done["role"], done["sourceLanguage"], done["targetLanguage"]) == ("listener", "en", "it")
+        await listener.close()
+
+        notice = await speaker.next("connectionRefreshRequired", timeout=5)
+        assert notice["role"] == "speaker"
+        new_speaker = await Wire.open(fast_stack.url, tokens.issue("alice"), heartbeat=0.2)
+        done = await new_speaker.call(
+            {"action": "refreshConnection", "sessionId": session_id, "role": "speaker"}, "connectionRefreshComplete"
+        )
+        assert done["role"] == "speaker"
+        await speaker.close()
+        await asyncio.sleep(0.5)
+        status = await new_speaker.call({"action": "getSessionStatus"}, "sessionStatus")
+        assert (status["isActive"], status["listenerCount"]) == (True, 1)
+        await new_listener.close()
+        await new_speaker.close()
+
+    run(scenario())
+
+
+def test_local_stack_scaled_refresh_warning_and_hard_cut(fast_stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        wire = await Wire.open(fast_stack.url, heartbeat=0.2)
+        started = time.monotonic()
+        required = await wire.next("connectionRefreshRequired", timeout=15)
+        at_required = time.monotonic() - started
+        warning = await wire.next("connectionWarning", timeout=5)
+        at_warning = time.monotonic() - started
+        code, _ = await wire.closed(timeout=5)
+        at_cut = time.monotonic() - started
+        assert 9.0 <= at_required <= 11.0, at_required  # 100 min (minus up to 2 min of jitter) / 600
+        assert 10.0 <= at_warning <= 11.5, at_warning  # 105 min / 600
+        assert 11.5 <= at_cut <= 13.0, at_cut  # 120 min / 600
+        assert code == 1001
+        assert required["refreshBy"] > required["timestamp"]
+        assert 0 < warning["remainingSeconds"] <= 900
+
+    run(scenario())
+
+
+def test_local_stack_idle_connection_cut(fast_stack: LocalStackProcess) -> None:
+    async def scenario() -> None:
+        wire = await Wire.open(fast_stack.url)  # no heartbeats: idle after 10 scaled minutes = 1 s
+        code, waited = await wire.closed(timeout=5)
+        assert code == 1001
+        assert 0.8 <= waited <= 3
+
+    run(scenario())
+
+
+def test_local_stack_route_removed_from_template_falls_to_default(tmp_path: Path) -> None:
+    # GIVEN a copy of template.yaml without the heartbeat route (its Route, Integration,
+    # Permission and RouteResponse, and the Deployment's dependencies on them)
+    removed = {f"Heartbeat{suffix}" for suffix in ("Route", "Integration", "Permission", "RouteResponse")}
+    kept: list[str] = []
+    skipping = False
+    for line in (ROOT / "template.yaml").read_text().splitlines():
+        if line.startswith("  ") and not line.startswith("   ") and line.strip().endswith(":"):
+            skipping = line.strip()[:-1] in removed
+        if skipping or line.strip() in {f"- {name}" for name in removed}:
+            continue
+        kept.append(line)
+    copy = tmp_path / "template.yaml"
+    copy.write_text("\n".join(kept) + "\n")
+    assert "HeartbeatRoute" not in copy.read_text()
+    shutil.copytree(ROOT / "statemachines", tmp_path / "statemachines")
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    running = LocalStackProcess(template=copy)
+    try:
+
+        async def scenario() -> None:
+            wire = await Wire.open(running.url)
+            reply = await wire.call({"action": "heartbeat"})
+            assert (reply["type"], reply["code"]) == ("error", "INVALID_ACTION")
+            await wire.close()
+
+        run(scenario())
+    finally:
+        running.stop()
