@@ -48,7 +48,7 @@ unit: $(STAMP) ## pytest only
 test: lint unit ## Everything CI runs: lint, template checks and every test
 
 local: $(STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600 makes 100 minutes 10 seconds)
-	$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE)
+	@$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE)
 
 token: $(STAMP) ## Print a speaker token for the local stack (SUB=alice for another subject)
 	@$(PY) -m local_stack.tokens --sub $(SUB)

@@ -172,3 +172,11 @@ def count_calls(management: RecordingManagementApi, action: Any) -> list[str]:
     with AwsCallCounter() as counter:
         action()
     return counter.calls + ["apigatewaymanagementapi.PostToConnection"] * (len(management.posts) - before)
+
+
+def audio_event(connection_id: str, seq: int, audio: str = "AAAA", *, user_id: str | None = "alice") -> dict[str, Any]:
+    """A sendAudio event from `connection_id`."""
+    body = {"action": "sendAudio", "seq": seq, "audio": audio}
+    return message_event(
+        "send_audio", connection_id=connection_id, body=body, user_id=user_id, anonymous=user_id is None
+    )

@@ -8,7 +8,7 @@ from typing import Any
 
 from broadcast import protocol
 from broadcast.errors import BroadcastError, InternalError
-from broadcast.observability import logger
+from broadcast.observability import logger, metrics
 from broadcast.service import Caller
 
 
@@ -35,7 +35,7 @@ def error_reply(error: BroadcastError, *, action: str | None, request_id: str) -
     return reply(protocol.error_message(error, action=action, request_id=request_id), error.status)
 
 
-Operation = Callable[[Caller, dict[str, Any]], dict[str, Any]]
+Operation = Callable[[Caller, dict[str, Any]], dict[str, Any] | None]
 
 
 def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]:
@@ -48,7 +48,9 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
         action = protocol.action_of(body)
         if isinstance(body.get("sessionId"), str):
             logger.append_keys(sessionId=body["sessionId"][:64])
-        return reply(operation(caller, body))
+        answer = operation(caller, body)
+        # No body means nothing goes back to the sender, even on a route with a route response.
+        return reply(answer) if answer is not None else {"statusCode": 200}
     except BroadcastError as error:
         logger.info("request refused", extra={"code": error.code, "action": action})
         return error_reply(error, action=action, request_id=caller.request_id)
@@ -58,3 +60,14 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
         return error_reply(InternalError(), action=action, request_id=caller.request_id)
     finally:
         logger.remove_keys(["connectionId", "sessionId"])
+
+
+def route(operation: Operation) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """A Lambda handler for a message route: `handler = route(service.join_session)`."""
+
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return message_route(event, operation)
+
+    handler.__doc__ = f"Lambda entry point for {operation.__name__}."
+    return handler

@@ -285,9 +285,67 @@ def session_status(caller: Caller) -> dict[str, Any]:
     )
 
 
+def send_audio(caller: Caller, body: dict[str, Any]) -> None:
+    """Relay one frame from the session's speaker to every listener, in parallel; no reply on success."""
+    seq, audio = protocol.require_audio_frame(body)
+    record = connections_table.get(caller.connection_id)
+    if record is None or record.role != "speaker" or not record.session_id:
+        raise Forbidden("only the session's speaker may send audio")
+    session = sessions_table.get(record.session_id)
+    if session is None or not session.is_active:
+        raise SessionNotFound(f"session {record.session_id} is not active")
+    # Either connection of the speaker may send during a handover; both carry the speaker's sub.
+    if not caller.user_id or caller.user_id != session.speaker_user_id:
+        raise Forbidden("only the session's speaker may send audio")
+    listeners = list(connections_table.listeners_of(session.session_id))
+    broadcast_to(
+        session.session_id, listeners, protocol.message("audio", sessionId=session.session_id, seq=seq, audio=audio)
+    )
+
+
+def end_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
+    """The speaker ends the session: everyone in it hears `sessionEnded`, listeners' timers stop."""
+    record = connections_table.get(caller.connection_id)
+    if record is None or not record.session_id:
+        raise Forbidden("this connection has not joined or created a session")
+    if not caller.user_id:
+        raise Forbidden("only the session's speaker may end it")
+    try:
+        sessions_table.end_by_speaker(
+            record.session_id, caller.user_id, reason="endedBySpeaker", expires_at=_ended_ttl()
+        )
+    except sessions_table.NotCurrentSpeaker as exc:
+        if exc.session is None or not exc.session.is_active:
+            raise SessionNotFound(f"session {record.session_id} not found or not active") from exc
+        raise Forbidden("only the session's speaker may end it") from exc
+    listener_ids = _announce_end(record.session_id, "endedBySpeaker")
+    _stop_timers(listener_ids)
+    return protocol.message("sessionEnded", sessionId=record.session_id, reason="endedBySpeaker")
+
+
+def _stop_timers(connection_ids: list[str]) -> None:
+    """Stop the listeners' timers in parallel, best effort (a timer left running ends on its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    if not connection_ids:
+        return
+    with ThreadPoolExecutor(max_workers=min(16, len(connection_ids))) as pool:
+        list(pool.map(timer.stop_for_connection, connection_ids))
+
+
 def heartbeat() -> dict[str, Any]:
     """Keeps the connection inside API Gateway's idle timeout; no AWS call at all."""
     return protocol.message("heartbeatAck")
+
+
+def heartbeat_route(_caller: Caller, _body: dict[str, Any]) -> dict[str, Any]:
+    """heartbeat as a message route."""
+    return heartbeat()
+
+
+def session_status_route(caller: Caller, _body: dict[str, Any]) -> dict[str, Any]:
+    """getSessionStatus as a message route (it takes no fields)."""
+    return session_status(caller)
 
 
 # --- timer notifications ---------------------------------------------------------------------

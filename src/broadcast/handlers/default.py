@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from broadcast.errors import InvalidAction
-from broadcast.routing import message_route
+from broadcast.routing import route
 
 
-def _unknown(_caller: Any, body: dict[str, Any]) -> dict[str, Any]:
+def unknown_action(_caller: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Every frame that reaches $default is refused."""
     raise InvalidAction("unknown action" if body.get("action") is not None else "frame has no action")
 
 
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point."""
-    return message_route(event, _unknown)
+handler = route(unknown_action)

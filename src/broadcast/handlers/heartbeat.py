@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from broadcast import service
-from broadcast.routing import message_route
+from broadcast.routing import route
 
-
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point."""
-    return message_route(event, lambda _caller, _body: service.heartbeat())
+handler = route(service.heartbeat_route)

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from broadcast import service
-from broadcast.observability import metrics
-from broadcast.routing import message_route
+from broadcast.routing import route
 
-
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Lambda entry point."""
-    return message_route(event, service.refresh_connection)
+handler = route(service.refresh_connection)
