@@ -54,7 +54,7 @@ token: $(STAMP) ## Print a speaker token for the local stack (SUB=alice for anot
 	@$(PY) -m local_stack.tokens --sub $(SUB)
 
 demo: $(STAMP) ## A time-compressed multi-hour broadcast on the local stack, with a report
-	$(PY) -m local_stack.demo
+	@$(PY) -m local_stack.demo
 
 bench: $(STAMP) ## Benchmarks: AWS calls per operation, cold start, load, cost
 	$(PY) -m bench

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.stack import LocalStackProcess
+from local_stack.process import LocalStackProcess
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import websockets
 from botocore.exceptions import ClientError
 
 from local_stack import tokens
-from tests.integration.stack import ROOT, LocalStackProcess
+from local_stack.process import ROOT, LocalStackProcess
 from tests.integration.wire import Wire
 
 pytestmark = pytest.mark.integration

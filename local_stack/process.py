@@ -10,7 +10,7 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class LocalStackProcess:
@@ -48,6 +48,8 @@ class LocalStackProcess:
         assert self.process.stdout is not None
         for line in self.process.stdout:
             self.lines.append(line)
+            if len(self.lines) > 20_000:
+                del self.lines[:10_000]
 
     @property
     def management_endpoint(self) -> str:

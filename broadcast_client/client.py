@@ -1,0 +1,507 @@
+"""Speaker and Listener: asyncio clients that keep a broadcast going across API Gateway's 2-hour cut.
+
+Both refresh by themselves when the server says `connectionRefreshRequired` (or, if that never
+comes, when their own fallback timer fires), send heartbeats inside the idle timeout, and
+reconnect with backoff after an unexpected close. A listener delivers every `seq` once and in
+order through a bounded reorder buffer and reports gaps it could not fill.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import inspect
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from broadcast_client.reorder import ReorderBuffer
+
+TokenProvider = Callable[[], str | Awaitable[str]]
+
+
+class SessionError(Exception):
+    """The server refused a session operation; `code` is the protocol error code."""
+
+    def __init__(self, message: dict[str, Any]) -> None:
+        super().__init__(f"{message.get('code')}: {message.get('message')}")
+        self.code = str(message.get("code", ""))
+        self.reply = message
+
+
+@dataclass(frozen=True)
+class Timing:
+    """The service's clock, in seconds of *its* time; `time_scale` > 1 for a time-compressed local stack."""
+
+    refresh_after: float = 6000  # when the server asks for a refresh
+    max_connection: float = 7200  # when API Gateway cuts the connection
+    idle_timeout: float = 600
+    fallback_margin: float = 600  # refresh on our own at 110 minutes if no notice came (cut at 120)
+    handover_drain: float = 1.0  # real seconds the old connection stays open after a handover
+    gap_timeout: float = 2.0  # real seconds a missing frame is waited for
+    time_scale: float = 1.0
+
+    def real(self, service_seconds: float) -> float:
+        """Real seconds for a duration on the service's clock."""
+        return service_seconds / self.time_scale
+
+    @property
+    def heartbeat_every(self) -> float:
+        """Real seconds between heartbeats: a third of the idle timeout."""
+        return self.real(self.idle_timeout / 3)
+
+    @property
+    def fallback_after(self) -> float:
+        """Real seconds after connecting when a connection refreshes even without a notice."""
+        return self.real(min(self.refresh_after + self.fallback_margin, self.max_connection - 60))
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One audio frame, delivered once and in order."""
+
+    seq: int
+    audio: bytes
+    session_id: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """Anything else worth telling the application: server messages and the client's own reports."""
+
+    type: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ClientStats:
+    """Counters for reports and tests."""
+
+    refreshes: int = 0
+    reconnects: int = 0
+    longest_handover: float = 0.0
+    refresh_notices: int = 0
+    fallback_refreshes: int = 0
+
+
+class _Link:
+    """One WebSocket connection: a reader task, heartbeats, and request/response by message type."""
+
+    def __init__(self, websocket: ClientConnection, on_message: Callable[[_Link, dict[str, Any]], None]) -> None:
+        self.ws = websocket
+        self.opened_at = time.monotonic()
+        self.closing = False  # set when *we* close it, so the close is not taken as a failure
+        self.refresh_started = False
+        self._on_message = on_message
+        self._waiters: list[tuple[tuple[str, ...], str, asyncio.Future[dict[str, Any]]]] = []
+        self.reader = asyncio.create_task(self._read())
+        self.tasks: list[asyncio.Task[Any]] = []
+
+    async def _read(self) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for raw in self.ws:
+                try:
+                    message = json.loads(raw)
+                except ValueError:
+                    continue
+                if not isinstance(message, dict):
+                    continue
+                if self._resolve(message):
+                    continue
+                self._on_message(self, message)
+        for _, _, future in self._waiters:
+            if not future.done():
+                future.set_exception(ConnectionError("connection closed"))
+
+    def _resolve(self, message: dict[str, Any]) -> bool:
+        kind = message.get("type")
+        for entry in self._waiters:
+            types, action, future = entry
+            if future.done():
+                continue
+            if kind in types or (kind == "error" and message.get("action") == action):
+                self._waiters.remove(entry)
+                future.set_result(message)
+                return True
+        return False
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        await self.ws.send(json.dumps(payload, separators=(",", ":")))
+
+    async def request(self, payload: dict[str, Any], *types: str, timeout: float = 15) -> dict[str, Any]:
+        """Send `payload`; return the first reply of one of `types`; raise SessionError on its `error`."""
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters.append((types, str(payload["action"]), future))
+        await self.send(payload)
+        reply = await asyncio.wait_for(future, timeout)
+        if reply.get("type") == "error":
+            raise SessionError(reply)
+        return reply
+
+    def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        async def loop() -> None:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while True:
+                    await asyncio.sleep(seconds)
+                    await action()
+
+        self.tasks.append(asyncio.create_task(loop()))
+
+    def after(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        async def later() -> None:
+            await asyncio.sleep(seconds)
+            await action()
+
+        self.tasks.append(asyncio.create_task(later()))
+
+    async def close(self) -> None:
+        self.closing = True
+        for task in self.tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await self.ws.close()
+
+
+class _Participant:
+    """What Speaker and Listener share: connections, heartbeats, refresh, reconnect, the event queue."""
+
+    role = ""
+
+    def __init__(self, url: str, *, timing: Timing | None = None, max_reconnect_delay: float = 5.0) -> None:
+        self.url = url
+        self.timing = timing or Timing()
+        self.session_id: str | None = None
+        self.stats = ClientStats()
+        self.max_reconnect_delay = max_reconnect_delay
+        self._current: _Link | None = None
+        self._links: set[_Link] = set()
+        self._queue: asyncio.Queue[Frame | Event | None] = asyncio.Queue()
+        self._closed = False
+        self._background: set[asyncio.Task[Any]] = set()
+        self._refresh_lock = asyncio.Lock()
+
+    # -- to be provided by Speaker / Listener ------------------------------------------------------
+
+    async def _token(self) -> str | None:
+        return None
+
+    async def _enter(self, link: _Link) -> None:
+        """First attach of a connection to the session (create or join)."""
+        raise NotImplementedError
+
+    def _refresh_body(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def _rejoin(self, link: _Link) -> None:
+        """Re-attach after an unexpected close."""
+        raise NotImplementedError
+
+    def _on_other(self, link: _Link, message: dict[str, Any]) -> None:
+        self._emit(Event(message.get("type", "unknown"), message))
+
+    # -- connections ---------------------------------------------------------------------------------
+
+    async def _open(self) -> _Link:
+        token = await self._token()
+        target = f"{self.url}?token={token}" if token else self.url
+        websocket = await websockets.connect(target, max_size=None, ping_interval=None)
+        link = _Link(websocket, self._dispatch)
+        self._links.add(link)
+        link.every(self.timing.heartbeat_every, lambda: link.send({"action": "heartbeat"}))
+        link.after(self.timing.fallback_after, lambda: self._fallback(link))
+        watcher = asyncio.create_task(self._watch(link))
+        self._background.add(watcher)
+        watcher.add_done_callback(self._background.discard)
+        return link
+
+    async def _watch(self, link: _Link) -> None:
+        await link.reader
+        self._links.discard(link)
+        for task in link.tasks:
+            task.cancel()
+        # A connection lost during its own handover is replaced by the handover itself.
+        if link is self._current and not link.closing and not link.refresh_started and not self._closed:
+            await self._reconnect()
+
+    def _dispatch(self, link: _Link, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "connectionRefreshRequired":
+            self.stats.refresh_notices += 1
+            self._spawn(self.refresh(link))
+            return
+        if kind == "sessionEnded":
+            self._emit(Event("sessionEnded", message))
+            self._spawn(self.close())
+            return
+        self._on_other(link, message)
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _emit(self, item: Frame | Event) -> None:
+        self._queue.put_nowait(item)
+
+    async def _fallback(self, link: _Link) -> None:
+        if link is self._current and not link.refresh_started and not self._closed:
+            self.stats.fallback_refreshes += 1
+            await self.refresh(link)
+
+    # -- refresh and reconnect -------------------------------------------------------------------------
+
+    async def refresh(self, link: _Link | None = None) -> None:
+        """Hand this participant's role over to a fresh connection, then close the old one.
+
+        `link` is the connection the trigger was about (a notice, the fallback timer); a trigger
+        that arrives after that connection was already handed over does nothing.
+        """
+        old = link or self._current
+        if old is None or old is not self._current or old.refresh_started or self._closed:
+            return
+        old.refresh_started = True  # checked and set before any await: one handover per connection
+        async with self._refresh_lock:
+            started = time.monotonic()
+            delay = 0.2
+            while not self._closed:
+                new: _Link | None = None
+                try:
+                    new = await self._open()
+                    await new.request(self._refresh_body(), "connectionRefreshComplete")
+                    break
+                except SessionError as exc:
+                    if new:
+                        await new.close()
+                    self._emit(Event("refreshFailed", {"code": exc.code}))
+                    if exc.code in ("SESSION_NOT_FOUND", "FORBIDDEN", "UNAUTHORIZED"):
+                        await self.close()
+                        return
+                except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                    if new:
+                        await new.close()
+                    self._emit(Event("refreshRetry", {"error": type(exc).__name__}))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_reconnect_delay)
+            else:
+                return
+            self._current = new
+            handover = time.monotonic() - started
+            self.stats.refreshes += 1
+            self.stats.longest_handover = max(self.stats.longest_handover, handover)
+            self._emit(Event("refreshed", {"role": self.role, "handoverSeconds": handover}))
+        # Keep receiving (listener) / let in-flight frames land (speaker) before closing the old one.
+        await asyncio.sleep(self.timing.handover_drain)
+        await old.close()
+
+    async def _reconnect(self) -> None:
+        delay = 0.1
+        while not self._closed:
+            try:
+                link = await self._open()
+                self._current = link
+                await self._rejoin(link)
+                self.stats.reconnects += 1
+                self._emit(Event("reconnected", {"role": self.role}))
+                return
+            except SessionError as exc:
+                self._emit(Event("reconnectFailed", {"code": exc.code}))
+                if exc.code in ("SESSION_NOT_FOUND", "FORBIDDEN", "UNAUTHORIZED"):
+                    await self.close()
+                    return
+            except (OSError, TimeoutError, websockets.WebSocketException) as exc:
+                self._emit(Event("reconnectRetry", {"error": type(exc).__name__}))
+            await asyncio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, self.max_reconnect_delay)
+
+    # -- public --------------------------------------------------------------------------------------
+
+    async def connect(self) -> _Participant:
+        """Open the first connection and enter the session."""
+        link = await self._open()
+        self._current = link
+        await self._enter(link)
+        return self
+
+    async def request(self, payload: dict[str, Any], *types: str) -> dict[str, Any]:
+        """Send a message on the current connection and wait for its reply."""
+        assert self._current is not None, "connect() first"
+        return await self._current.request(payload, *types)
+
+    async def status(self) -> dict[str, Any]:
+        """The session's status (sessionStatus)."""
+        return await self.request({"action": "getSessionStatus"}, "sessionStatus")
+
+    async def close(self) -> None:
+        """Close every connection; iteration ends."""
+        if self._closed:
+            return
+        self._closed = True
+        for link in list(self._links):
+            await link.close()
+        self._queue.put_nowait(None)
+
+    async def __aenter__(self) -> _Participant:
+        return await self.connect()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    def __aiter__(self) -> AsyncIterator[Frame | Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Frame | Event]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                return
+            yield item
+
+
+class Speaker(_Participant):
+    """The session's speaker: creates (or takes over) a session and streams audio frames into it."""
+
+    role = "speaker"
+
+    def __init__(
+        self,
+        url: str,
+        token_provider: TokenProvider,
+        *,
+        source_language: str = "en",
+        session_id: str | None = None,
+        first_seq: int = 0,
+        timing: Timing | None = None,
+    ) -> None:
+        super().__init__(url, timing=timing)
+        self._token_provider = token_provider
+        self.source_language = source_language
+        self.session_id = session_id
+        self.next_seq = first_seq
+
+    async def _token(self) -> str | None:
+        # A fresh token for every connection: Cognito tokens last an hour, refreshes come at 100 minutes.
+        token = self._token_provider()
+        return await token if inspect.isawaitable(token) else token
+
+    async def _enter(self, link: _Link) -> None:
+        if self.session_id is None:
+            created = await link.request(
+                {"action": "createSession", "sourceLanguage": self.source_language}, "sessionCreated"
+            )
+            self.session_id = created["sessionId"]
+            self._emit(Event("sessionCreated", created))
+        else:
+            await link.request(self._refresh_body(), "connectionRefreshComplete")
+
+    def _refresh_body(self) -> dict[str, Any]:
+        return {"action": "refreshConnection", "sessionId": self.session_id, "role": "speaker"}
+
+    async def _rejoin(self, link: _Link) -> None:
+        await link.request(self._refresh_body(), "connectionRefreshComplete")
+
+    async def send_audio(self, audio: bytes) -> int:
+        """Send one frame on the current connection; returns the `seq` it was given."""
+        assert self._current is not None, "connect() first"
+        seq = self.next_seq
+        self.next_seq += 1
+        payload = {"action": "sendAudio", "seq": seq, "audio": base64.b64encode(audio).decode()}
+        for _ in range(50):
+            link = self._current
+            try:
+                await link.send(payload)
+                return seq
+            except websockets.ConnectionClosed:
+                await asyncio.sleep(0.1)  # a reconnect or handover is swapping the connection
+        raise ConnectionError("no open connection to send audio on")
+
+    async def end(self) -> dict[str, Any]:
+        """End the session for everyone."""
+        reply = await self.request({"action": "endSession"}, "sessionEnded")
+        await self.close()
+        return reply
+
+
+class Listener(_Participant):
+    """A listener: joins a session and yields its audio frames once each, in order."""
+
+    role = "listener"
+
+    def __init__(
+        self,
+        url: str,
+        session_id: str,
+        target_language: str,
+        *,
+        timing: Timing | None = None,
+        reorder_capacity: int = 512,
+    ) -> None:
+        super().__init__(url, timing=timing)
+        self.session_id = session_id
+        self.target_language = target_language
+        self.buffer: ReorderBuffer[bytes] = ReorderBuffer(reorder_capacity)
+        self.joined: dict[str, Any] = {}
+        self._gap_check: asyncio.Task[None] | None = None
+
+    def _join_body(self) -> dict[str, Any]:
+        return {"action": "joinSession", "sessionId": self.session_id, "targetLanguage": self.target_language}
+
+    async def _enter(self, link: _Link) -> None:
+        self.joined = await link.request(self._join_body(), "sessionJoined")
+        self._gap_check = asyncio.create_task(self._watch_gaps())
+
+    def _refresh_body(self) -> dict[str, Any]:
+        return {
+            "action": "refreshConnection",
+            "sessionId": self.session_id,
+            "role": "listener",
+            "targetLanguage": self.target_language,
+        }
+
+    async def _rejoin(self, link: _Link) -> None:
+        # Not a planned refresh: the old connection is gone, so this is a fresh join.
+        await link.request(self._join_body(), "sessionJoined")
+
+    def _on_other(self, link: _Link, message: dict[str, Any]) -> None:
+        if message.get("type") != "audio":
+            super()._on_other(link, message)
+            return
+        seq = message.get("seq")
+        if not isinstance(seq, int):
+            return
+        try:
+            audio = base64.b64decode(message.get("audio", ""))
+        except ValueError:
+            return
+        if not self.buffer.waiting:
+            self._waiting_since = time.monotonic()
+        gaps_before = len(self.buffer.stats.gaps)
+        self._deliver(self.buffer.push(seq, audio), gaps_before)
+
+    _waiting_since = 0.0
+
+    def _deliver(self, ready: list[tuple[int, bytes]], gaps_before: int) -> None:
+        for first, last in self.buffer.stats.gaps[gaps_before:]:
+            self._emit(Event("gap", {"from": first, "to": last, "missing": last - first + 1}))
+        for ready_seq, data in ready:
+            self._emit(Frame(ready_seq, data, self.session_id or ""))
+
+    async def _watch_gaps(self) -> None:
+        """Give up on a missing frame after `gap_timeout`, and say so (a `gap` event)."""
+        while not self._closed:
+            await asyncio.sleep(self.timing.gap_timeout / 4)
+            if self.buffer.waiting and time.monotonic() - self._waiting_since >= self.timing.gap_timeout:
+                gaps_before = len(self.buffer.stats.gaps)
+                self._deliver(self.buffer.skip_gap(), gaps_before)
+                self._waiting_since = time.monotonic()
+
+    async def close(self) -> None:
+        if self._gap_check:
+            self._gap_check.cancel()
+        await super().close()

@@ -1,0 +1,104 @@
+"""The Python client against the local stack: refreshes on its own, and survives an unplanned cut."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import boto3
+import pytest
+
+from broadcast_client import Event, Frame, Listener, Speaker, Timing
+from local_stack import tokens
+from local_stack.process import LocalStackProcess
+
+pytestmark = pytest.mark.integration
+
+
+async def collect(listener: Listener, frames: list[int], events: list[Event]) -> None:
+    async for item in listener:
+        if isinstance(item, Frame):
+            frames.append(item.seq)
+        else:
+            events.append(item)
+
+
+def test_client_listener_killed_mid_broadcast_rejoins_and_reports_the_gap(stack: LocalStackProcess) -> None:
+    management = boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=stack.management_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",
+    )
+
+    async def scenario() -> tuple[list[int], list[Event], Any, int]:
+        timing = Timing(gap_timeout=0.5)
+        speaker = Speaker(stack.url, lambda: tokens.issue("killer-test"), timing=timing)
+        await speaker.connect()
+        assert speaker.session_id
+        listener = Listener(stack.url, speaker.session_id, "es", timing=timing)
+        await listener.connect()
+        frames: list[int] = []
+        events: list[Event] = []
+        consumer = asyncio.create_task(collect(listener, frames, events))
+        sent = 0
+        for _ in range(10):
+            await speaker.send_audio(b"before")
+            sent += 1
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.3)
+        # WHEN the listener's connection is cut from the server side (not a planned refresh)
+        connection_id = stack.log_lines("joinSession")[-1].split()[2]
+        await asyncio.to_thread(management.delete_connection, ConnectionId=connection_id)
+        # ...while the broadcast goes on
+        for _ in range(30):
+            await speaker.send_audio(b"during and after")
+            sent += 1
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.5)
+        await speaker.end()
+        await asyncio.wait_for(consumer, 10)
+        return frames, events, listener, sent
+
+    frames, events, listener, sent = asyncio.run(scenario())
+    # THEN the client rejoined by itself
+    assert listener.stats.reconnects == 1
+    assert any(e.type == "reconnected" for e in events)
+    # AND every frame was delivered at most once, in order, and what was missed is reported
+    assert frames == sorted(set(frames))
+    missing = sent - len(frames)
+    gaps = [e for e in events if e.type == "gap"]
+    assert sum(e.data["missing"] for e in gaps) == missing == listener.buffer.stats.lost
+    assert frames[-1] == sent - 1  # it came back in time for the end of the broadcast
+    assert any(e.type == "sessionEnded" for e in events)
+
+
+def test_client_refreshes_both_roles_on_its_own(fast_stack: LocalStackProcess) -> None:
+    async def scenario() -> tuple[Speaker, Listener, list[int], int]:
+        timing = Timing(time_scale=600, handover_drain=0.2)
+        speaker = Speaker(fast_stack.url, lambda: tokens.issue("auto-refresh"), timing=timing)
+        await speaker.connect()
+        assert speaker.session_id
+        listener = Listener(fast_stack.url, speaker.session_id, "fr", timing=timing)
+        await listener.connect()
+        frames: list[int] = []
+        events: list[Event] = []
+        consumer = asyncio.create_task(collect(listener, frames, events))
+        sent = 0
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 14  # past the first refresh (10 s) and the first cut (12 s)
+        while loop.time() < deadline:
+            await speaker.send_audio(bytes([sent % 256]))
+            sent += 1
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        await speaker.end()
+        await asyncio.wait_for(consumer, 10)
+        return speaker, listener, frames, sent
+
+    speaker, listener, frames, sent = asyncio.run(scenario())
+    assert speaker.stats.refreshes >= 1
+    assert listener.stats.refreshes >= 1
+    assert speaker.stats.reconnects == listener.stats.reconnects == 0
+    assert frames == list(range(sent))
