@@ -31,7 +31,7 @@ os.environ.update(
 
 from broadcast import aws, config  # noqa: E402
 from local_stack import template as cfn  # noqa: E402
-from tests.helpers import RecordingManagementApi  # noqa: E402
+from local_stack.harness import RecordingManagementApi, mocked_backend  # noqa: E402
 
 TABLE_NAMES = {"SessionsTable": "test-sessions", "ConnectionsTable": "test-connections"}
 
@@ -52,25 +52,13 @@ def template() -> dict[str, Any]:
 
 
 @pytest.fixture
-def backend(template: dict[str, Any]) -> Any:
+def backend() -> Any:
     """moto DynamoDB tables and the timer state machine from template.yaml, plus a recording @connections API."""
-    import boto3
-    from moto import mock_aws
-
-    with mock_aws():
-        ddb = boto3.client("dynamodb", region_name="us-east-1")
-        cfn.create_tables(ddb, template, TABLE_NAMES)
-        sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        definition = cfn.state_machine_definition(
-            template,
-            "ConnectionTimer",
-            {"NotifierFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:notifier"},
-        )
-        sfn.create_state_machine(
-            name="test-timer", definition=definition, roleArn="arn:aws:iam::123456789012:role/timer"
-        )
-        management = RecordingManagementApi()
-        aws.inject("apigatewaymanagementapi", management, os.environ["MANAGEMENT_ENDPOINT"])
+    with mocked_backend(TABLE_NAMES, os.environ["TIMER_STATE_MACHINE_ARN"], os.environ["MANAGEMENT_ENDPOINT"]) as (
+        ddb,
+        sfn,
+        management,
+    ):
         yield Backend(ddb, sfn, management)
 
 

@@ -1,4 +1,4 @@
-"""Test helpers: events from events/, a recording @connections API, and a driver over the real handlers."""
+"""Test helpers: events from events/ and a driver over the real handlers (the harness is in local_stack)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
+from local_stack.harness import AwsCallCounter, RecordingManagementApi
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 STAGE_ENDPOINT = "https://abc123def4.execute-api.us-east-1.amazonaws.com/live"
@@ -38,24 +38,6 @@ def message_event(
     elif user_id is not None:
         context["authorizer"] = {"principalId": user_id, "userId": user_id, "authenticated": "true"}
     return event
-
-
-class RecordingManagementApi:
-    """Stands in for the apigatewaymanagementapi client: records posts, answers 410 for `gone` ids."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, dict[str, Any]]] = []
-        self.gone: set[str] = set()
-
-    def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:
-        if ConnectionId in self.gone:
-            raise ClientError({"Error": {"Code": "GoneException", "Message": "gone"}}, "PostToConnection")
-        self.posts.append((ConnectionId, json.loads(Data)))
-        return {}
-
-    def messages_to(self, connection_id: str, type_: str | None = None) -> list[dict[str, Any]]:
-        """Messages posted to one connection, optionally only of one type."""
-        return [m for c, m in self.posts if c == connection_id and (type_ is None or m["type"] == type_)]
 
 
 def body_of(result: dict[str, Any]) -> dict[str, Any]:
@@ -135,35 +117,6 @@ class Driver:
     def status(self, connection_id: str) -> dict[str, Any]:
         event = message_event("get_session_status", connection_id=connection_id, anonymous=True)
         return body_of(self._status(event, None))
-
-
-class AwsCallCounter:
-    """Counts the AWS API calls the handlers make, by service.operation, with a botocore event hook.
-
-    Each botocore client copies its event hooks when it is created, so the hook goes on the
-    cached clients the handlers use (broadcast.aws), not on the session.
-    """
-
-    SERVICES = ("dynamodb", "stepfunctions")
-
-    def __init__(self) -> None:
-        from broadcast import aws
-
-        self._emitters = [aws.client(service).meta.events for service in self.SERVICES]
-        self.calls: list[str] = []
-
-    def _count(self, event_name: str, **_kwargs: Any) -> None:
-        _, service, operation = event_name.split(".", 2)
-        self.calls.append(f"{service}.{operation}")
-
-    def __enter__(self) -> AwsCallCounter:
-        for events in self._emitters:
-            events.register("before-call", self._count, unique_id="aws-call-counter")
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        for events in self._emitters:
-            events.unregister("before-call", unique_id="aws-call-counter")
 
 
 def count_calls(management: RecordingManagementApi, action: Any) -> list[str]:

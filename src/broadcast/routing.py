@@ -7,9 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from broadcast import protocol
+from broadcast.caller import Caller
 from broadcast.errors import BroadcastError, InternalError
 from broadcast.observability import logger, metrics
-from broadcast.service import Caller
 
 
 def caller_from(event: dict[str, Any]) -> Caller:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from broadcast import clock, connections_table, messenger, protocol, sessions_table, timer
+from broadcast.caller import Caller
 from broadcast.config import settings
 from broadcast.connections_table import Connection
 from broadcast.errors import (
@@ -24,21 +24,6 @@ from broadcast.observability import logger, metrics
 
 SESSION_ID_ATTEMPTS = 8
 ENDED_SESSION_RETENTION_SECONDS = 3600
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who sent a message: the connection, and the identity its $connect authorizer established."""
-
-    connection_id: str
-    connected_at: int
-    user_id: str | None = None
-    request_id: str = ""
-
-    @property
-    def authenticated(self) -> bool:
-        """True when the connection presented a valid token."""
-        return bool(self.user_id)
 
 
 def _connection_ttl(connected_at: int) -> int:
@@ -331,16 +316,6 @@ def _stop_timers(connection_ids: list[str]) -> None:
         return
     with ThreadPoolExecutor(max_workers=min(16, len(connection_ids))) as pool:
         list(pool.map(timer.stop_for_connection, connection_ids))
-
-
-def heartbeat() -> dict[str, Any]:
-    """Keeps the connection inside API Gateway's idle timeout; no AWS call at all."""
-    return protocol.message("heartbeatAck")
-
-
-def heartbeat_route(_caller: Caller, _body: dict[str, Any]) -> dict[str, Any]:
-    """heartbeat as a message route."""
-    return heartbeat()
 
 
 def session_status_route(caller: Caller, _body: dict[str, Any]) -> dict[str, Any]:
