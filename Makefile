@@ -57,7 +57,7 @@ demo: $(STAMP) ## A time-compressed multi-hour broadcast on the local stack, wit
 	@$(PY) -m local_stack.demo
 
 bench: $(STAMP) ## Benchmarks: AWS calls per operation, cold start, load, cost
-	$(PY) -m bench
+	@PYTHONPATH=src $(PY) -m bench
 
 build: $(STAMP) ## sam build (needs python3.13 on PATH)
 	@if [ -z "$(PYTHON313)" ]; then echo "make build: no python3.13 found (PATH, ~/.pyenv/versions/3.13*); install one, e.g. 'pyenv install 3.13'" >&2; exit 1; fi

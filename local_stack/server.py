@@ -37,6 +37,7 @@ MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit (close 1
 MAX_CONNECTION_SECONDS = 2 * 3600
 IDLE_TIMEOUT_SECONDS = 10 * 60
 HEAD_LIMIT = 16 * 1024
+LOCAL_TABLES = "/_local/tables/"  # local-only inspection: GET /_local/tables/SessionsTable
 
 
 @dataclass
@@ -241,6 +242,8 @@ class Emulator:
         status, payload, extra_headers = HTTPStatus.NOT_FOUND, {"message": "Not Found"}, {}
         if method == "GET" and path == tokens.JWKS_PATH:
             status, payload = HTTPStatus.OK, tokens.jwks()
+        elif method == "GET" and path.startswith(LOCAL_TABLES):
+            status, payload = await self._table_dump(path[len(LOCAL_TABLES) :])
         elif path.startswith(prefix):
             connection_id = unquote(path[len(prefix) :])
             status, payload, extra_headers = await self._manage(method, connection_id, body)
@@ -252,6 +255,26 @@ class Emulator:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         writer.close()
+
+    async def _table_dump(self, logical_id: str) -> tuple[HTTPStatus, Any]:
+        """Local only: every item of a template table, for inspection and the benchmarks' final checks."""
+        name = self.backend.table_names.get(logical_id)
+        if name is None:
+            return HTTPStatus.NOT_FOUND, {
+                "message": f"no table {logical_id}",
+                "tables": sorted(self.backend.table_names),
+            }
+
+        def scan() -> list[dict[str, Any]]:
+            import boto3
+
+            from broadcast.dynamo import from_item
+
+            paginator = boto3.client("dynamodb", region_name="us-east-1").get_paginator("scan")
+            return [from_item(item) for page in paginator.paginate(TableName=name) for item in page["Items"]]
+
+        items = await asyncio.get_running_loop().run_in_executor(self._pool, scan)
+        return HTTPStatus.OK, {"table": logical_id, "count": len(items), "items": items}
 
     async def _manage(self, method: str, connection_id: str, body: bytes) -> tuple[HTTPStatus, Any, dict[str, str]]:
         """The @connections API: POST sends, GET describes, DELETE closes; 410 for an unknown connection."""
