@@ -15,6 +15,7 @@ BASE_PYTHON ?= $(if $(PYTHON313),$(PYTHON313),python3)
 
 PORT ?= 8080
 TIME_SCALE ?= 1
+PARAMS ?=
 SUB ?= local-speaker
 ENV ?= dev
 REGION ?= us-east-1
@@ -47,8 +48,8 @@ unit: $(STAMP) ## pytest only
 
 test: lint unit ## Everything CI runs: lint, template checks and every test
 
-local: $(STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600 makes 100 minutes 10 seconds)
-	@$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE)
+local: $(STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600: 100 minutes in 10 s; PARAMS="Name=Value ...")
+	@$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE) $(foreach p,$(PARAMS),--param $(p))
 
 token: $(STAMP) ## Print a speaker token for the local stack (SUB=alice for another subject)
 	@$(PY) -m local_stack.tokens --sub $(SUB)

@@ -18,8 +18,9 @@ ENV = {
     "POWERTOOLS_METRICS_DISABLED": "true",
     "POWERTOOLS_LOG_LEVEL": "ERROR",
     "SPEAKER_GRACE_SECONDS": "30",
+    "RATE_LIMITS_TABLE": "bench-limits",
 }
-TABLES = {"SessionsTable": "bench-sessions", "ConnectionsTable": "bench-connections"}
+TABLES = {"SessionsTable": "bench-sessions", "ConnectionsTable": "bench-connections", "RateLimitsTable": "bench-limits"}
 
 # From the seed document (connection-refresh-handler-summary.md) and its heartbeat design.
 SEED = {

@@ -18,7 +18,7 @@ from typing import Any
 import websockets
 
 from local_stack import tokens
-from local_stack.process import LocalStackProcess
+from local_stack.process import NO_IP_LIMITS, LocalStackProcess
 
 
 @dataclass
@@ -193,7 +193,7 @@ async def run_scenarios(stack: LocalStackProcess, listeners: int, sessions: int,
 
 def measure(listeners: int = 500, sessions: int = 100, progress: Any = print) -> list[Result]:
     progress("  load: starting the local stack")
-    stack = LocalStackProcess(time_scale=1, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR"})
+    stack = LocalStackProcess(time_scale=1, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR"}, params=NO_IP_LIMITS)
     try:
         return asyncio.run(run_scenarios(stack, listeners, sessions, progress))
     finally:

@@ -16,13 +16,26 @@ def main() -> None:
         "--time-scale", type=float, default=1.0, help="emulated seconds per real second (600: 100 minutes in 10 s)"
     )
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the SAM template to serve")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a template parameter, like sam deploy --parameter-overrides (repeatable)",
+    )
     args = parser.parse_args()
+    parameters = {}
+    for item in args.param:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--param takes NAME=VALUE, got {item!r}")
+        parameters[name] = value
     if args.time_scale <= 0:
         parser.error("--time-scale must be positive")
     sys.path.insert(0, str(ROOT / "src"))
     from local_stack.server import run
 
-    run(args.port, args.time_scale, args.template.resolve())
+    run(args.port, args.time_scale, args.template.resolve(), parameters)
 
 
 if __name__ == "__main__":

@@ -70,9 +70,20 @@ def _lazy(spec: str) -> Handler:
 class AwsBackend:
     """moto, the tables and the timer state machine, with Lambda tasks bridged to the real handlers."""
 
-    def __init__(self, template_path: Path, *, time_scale: float = 1.0, stack_name: str = "local") -> None:
+    def __init__(
+        self,
+        template_path: Path,
+        *,
+        time_scale: float = 1.0,
+        stack_name: str = "local",
+        parameters: dict[str, str] | None = None,
+    ) -> None:
         self.template_path = template_path
+        self.parameters = dict(parameters or {})
         self.template = cfn.load(template_path)
+        unknown = set(self.parameters) - set(self.template.get("Parameters", {}))
+        if unknown:
+            raise ValueError(f"unknown template parameters: {', '.join(sorted(unknown))}")
         self.time_scale = time_scale
         self.stack_name = stack_name
         code_uri = self.template.get("Globals", {}).get("Function", {}).get("CodeUri", "src/")
@@ -161,6 +172,8 @@ class AwsBackend:
     def _ref(self, name: str, extra: dict[str, str]) -> str:
         if name in extra:
             return extra[name]
+        if name in self.parameters:
+            return self.parameters[name]
         parameters = self.template.get("Parameters", {})
         if name in parameters:
             return str(parameters[name].get("Default", ""))

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from broadcast_client import Event, Frame, Listener, Speaker, Timing
 from local_stack import tokens
-from local_stack.process import LocalStackProcess
+from local_stack.process import NO_IP_LIMITS, LocalStackProcess
 
 LANGUAGES = ("es", "fr", "de")
 
@@ -154,7 +154,7 @@ def main() -> None:
     stack = None
     if args.url is None:
         print(f"starting the local stack (TIME_SCALE={args.time_scale:g})...", flush=True)
-        stack = LocalStackProcess(time_scale=args.time_scale)
+        stack = LocalStackProcess(time_scale=args.time_scale, params=NO_IP_LIMITS)
         url = stack.url
     else:
         url = args.url

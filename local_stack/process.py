@@ -12,14 +12,24 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# Every client of a demo, benchmark or test connects from 127.0.0.1, so per-IP limits are lifted.
+NO_IP_LIMITS = {"RateLimitJoinsPerIpPerMinute": "0", "RateLimitConnectsPerIpPerMinute": "0"}
+
 
 class LocalStackProcess:
     """A running local stack; `url` is what it printed after READY."""
 
     def __init__(
-        self, *, time_scale: float = 1.0, template: Path | None = None, extra_env: dict[str, str] | None = None
-    ):
+        self,
+        *,
+        time_scale: float = 1.0,
+        template: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+    ) -> None:
         cmd = [sys.executable, "-m", "local_stack", "--port", "0", "--time-scale", str(time_scale)]
+        for name, value in (params or {}).items():
+            cmd += ["--param", f"{name}={value}"]
         if template is not None:
             cmd += ["--template", str(template)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}

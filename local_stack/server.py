@@ -75,13 +75,16 @@ class Emulator:
         time_scale: float = 1.0,
         stage: str | None = None,
         log: Callable[[str], None] | None = None,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self.template_path = template_path
         self.template = cfn.load(template_path)
         self.host = host
         self.port = port
         self.time_scale = time_scale
-        self.stage = stage or str(self.template.get("Parameters", {}).get("StageName", {}).get("Default", "local"))
+        parameters = dict(parameters or {})
+        default_stage = self.template.get("Parameters", {}).get("StageName", {}).get("Default", "local")
+        self.stage = stage or parameters.get("StageName") or str(default_stage)
         self.routes = cfn.routes(self.template)
         self.connections: dict[str, LocalConnection] = {}
         self._pending: dict[int, LocalConnection] = {}
@@ -91,7 +94,7 @@ class Emulator:
         self._socket_dir = tempfile.mkdtemp(prefix="local-stack-")
         self._socket_path = os.path.join(self._socket_dir, "ws.sock")
         self._started_at = time.time()
-        self.backend = AwsBackend(template_path, time_scale=time_scale)
+        self.backend = AwsBackend(template_path, time_scale=time_scale, parameters=parameters)
         self.request_counter = 0
 
     # -- time ----------------------------------------------------------------------------------
@@ -507,12 +510,14 @@ def _iso(epoch_ms: int) -> str:
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-def run(port: int, time_scale: float, template_path: Path = cfn.TEMPLATE) -> None:
+def run(
+    port: int, time_scale: float, template_path: Path = cfn.TEMPLATE, parameters: dict[str, str] | None = None
+) -> None:
     """Serve in the foreground until Ctrl-C or SIGTERM."""
     import signal
 
     async def main() -> None:
-        emulator = Emulator(template_path, port=port, time_scale=time_scale)
+        emulator = Emulator(template_path, port=port, time_scale=time_scale, parameters=parameters)
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

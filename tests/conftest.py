@@ -26,6 +26,11 @@ os.environ.update(
         "POWERTOOLS_METRICS_NAMESPACE": "BroadcastTests",
         "POWERTOOLS_DEV": "false",
         "SPEAKER_GRACE_SECONDS": "0",
+        "RATE_LIMITS_TABLE": "test-rate-limits",
+        # Off by default in unit tests; test_rate_limits.py turns them on one by one.
+        "RATE_LIMIT_SESSIONS_PER_USER_PER_HOUR": "0",
+        "RATE_LIMIT_JOINS_PER_IP_PER_MINUTE": "0",
+        "RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE": "0",
     }
 )
 
@@ -33,7 +38,11 @@ from broadcast import aws, config  # noqa: E402
 from local_stack import template as cfn  # noqa: E402
 from local_stack.harness import RecordingManagementApi, mocked_backend  # noqa: E402
 
-TABLE_NAMES = {"SessionsTable": "test-sessions", "ConnectionsTable": "test-connections"}
+TABLE_NAMES = {
+    "SessionsTable": "test-sessions",
+    "ConnectionsTable": "test-connections",
+    "RateLimitsTable": "test-rate-limits",
+}
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ class Caller:
     connected_at: int
     user_id: str | None = None
     request_id: str = ""
+    source_ip: str = ""
 
     @property
     def authenticated(self) -> bool:

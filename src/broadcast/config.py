@@ -43,6 +43,10 @@ class Settings:
     speaker_grace_seconds: int
     connection_ttl_seconds: int
     session_ttl_seconds: int
+    rate_limits_table: str
+    sessions_per_user_per_hour: int
+    joins_per_ip_per_minute: int
+    connects_per_ip_per_minute: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -59,7 +63,18 @@ class Settings:
             speaker_grace_seconds=_int("SPEAKER_GRACE_SECONDS", 30),
             connection_ttl_seconds=_int("CONNECTION_TTL_SECONDS", 3 * 3600),
             session_ttl_seconds=_int("SESSION_TTL_SECONDS", 24 * 3600),
+            rate_limits_table=os.environ.get("RATE_LIMITS_TABLE", ""),
+            sessions_per_user_per_hour=_int("RATE_LIMIT_SESSIONS_PER_USER_PER_HOUR", 50),
+            joins_per_ip_per_minute=_int("RATE_LIMIT_JOINS_PER_IP_PER_MINUTE", 10),
+            connects_per_ip_per_minute=_int("RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE", 20),
         )
+        limits = (
+            settings.sessions_per_user_per_hour,
+            settings.joins_per_ip_per_minute,
+            settings.connects_per_ip_per_minute,
+        )
+        if any(limits) and not settings.rate_limits_table:
+            raise ConfigurationError("RATE_LIMITS_TABLE is required while any RATE_LIMIT_* is above 0")
         if not 0 < settings.refresh_after_seconds < settings.warning_after_seconds < settings.max_connection_seconds:
             raise ConfigurationError("need 0 < REFRESH_AFTER_SECONDS < WARNING_AFTER_SECONDS < MAX_CONNECTION_SECONDS")
         if not 0 <= settings.refresh_jitter_seconds < settings.refresh_after_seconds:

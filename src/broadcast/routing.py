@@ -22,6 +22,7 @@ def caller_from(event: dict[str, Any]) -> Caller:
         connected_at=int(context.get("connectedAt") or context.get("requestTimeEpoch") or 0),
         user_id=str(authorizer.get("userId") or "") or None if authenticated else None,
         request_id=str(context.get("requestId", "")),
+        source_ip=str((context.get("identity") or {}).get("sourceIp", "")),
     )
 
 

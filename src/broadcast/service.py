@@ -7,7 +7,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from broadcast import clock, connections_table, messenger, protocol, sessions_table, timer
+from broadcast import clock, connections_table, messenger, protocol, rate_limits_table, sessions_table, timer
 from broadcast.caller import Caller
 from broadcast.config import settings
 from broadcast.connections_table import Connection
@@ -42,7 +42,13 @@ def _ended_ttl() -> int:
 
 
 def connect(caller: Caller) -> None:
-    """Register the connection and start its timer. Posts nothing: API Gateway would answer 410."""
+    """Register the connection and start its timer. Posts nothing: API Gateway would answer 410.
+
+    Raises RateLimitExceeded (the handshake gets 429) when the source IP connects too often.
+    """
+    rate_limits_table.hit(
+        "connect", caller.source_ip or "unknown", limit=settings().connects_per_ip_per_minute, window_seconds=60
+    )
     connections_table.register(
         Connection(
             connection_id=caller.connection_id,
@@ -144,6 +150,9 @@ def create_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
         raise Unauthorized("creating a session needs a valid token")
     source_language = protocol.require_language(body, "sourceLanguage")
     assert caller.user_id
+    rate_limits_table.hit(
+        "createSession", caller.user_id, limit=settings().sessions_per_user_per_hour, window_seconds=3600
+    )
     for _ in range(SESSION_ID_ATTEMPTS):
         session_id = new_session_id()
         session = sessions_table.Session(
@@ -191,6 +200,9 @@ def join_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     """Join as a listener: one read for the reply's fields, one transaction that records and counts."""
     session_id = protocol.require_session_id(body)
     target_language = protocol.require_language(body, "targetLanguage")
+    rate_limits_table.hit(
+        "joinSession", caller.source_ip or "unknown", limit=settings().joins_per_ip_per_minute, window_seconds=60
+    )
     session = _active_session(session_id)
     limit = settings().max_listeners
     if session.listener_count >= limit:

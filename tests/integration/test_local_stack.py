@@ -14,7 +14,7 @@ import websockets
 from botocore.exceptions import ClientError
 
 from local_stack import tokens
-from local_stack.process import ROOT, LocalStackProcess
+from local_stack.process import NO_IP_LIMITS, ROOT, LocalStackProcess
 from tests.integration.wire import Wire
 
 pytestmark = pytest.mark.integration
@@ -260,7 +260,7 @@ def test_local_stack_route_removed_from_template_falls_to_default(tmp_path: Path
     assert "HeartbeatRoute" not in copy.read_text()
     shutil.copytree(ROOT / "statemachines", tmp_path / "statemachines")
     (tmp_path / "src").symlink_to(ROOT / "src")
-    running = LocalStackProcess(template=copy)
+    running = LocalStackProcess(template=copy, params=NO_IP_LIMITS)
     try:
 
         async def scenario() -> None:
@@ -272,3 +272,21 @@ def test_local_stack_route_removed_from_template_falls_to_default(tmp_path: Path
         run(scenario())
     finally:
         running.stop()
+
+
+def test_local_stack_connection_attempts_over_the_limit_get_429() -> None:
+    limited = LocalStackProcess(params={"RateLimitConnectsPerIpPerMinute": "2", "RateLimitJoinsPerIpPerMinute": "0"})
+    try:
+
+        async def scenario() -> None:
+            first = await websockets.connect(limited.url)
+            second = await websockets.connect(limited.url)
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                await websockets.connect(limited.url)
+            assert refused.value.response.status_code == 429
+            await first.close()
+            await second.close()
+
+        run(scenario())
+    finally:
+        limited.stop()
