@@ -453,15 +453,18 @@ class Emulator:
             await asyncio.sleep(min(remaining, 1.0))
 
     async def _message(self, connection: LocalConnection, frame: str | bytes) -> None:
-        text = frame if isinstance(frame, str) else frame.decode("utf-8", errors="replace")
+        # A binary frame cannot be routed by $request.body.action: it goes to $default, base64-encoded.
+        binary = isinstance(frame, bytes)
+        text = base64.b64encode(frame).decode() if binary else frame
         route_key = "$default"
-        try:
-            body = json.loads(text)
-            action = body.get("action") if isinstance(body, dict) else None
-            if isinstance(action, str) and action in self.routes and not action.startswith("$"):
-                route_key = action
-        except ValueError:
-            pass
+        if not binary:
+            try:
+                body = json.loads(text)
+                action = body.get("action") if isinstance(body, dict) else None
+                if isinstance(action, str) and action in self.routes and not action.startswith("$"):
+                    route_key = action
+            except (ValueError, RecursionError):
+                pass
         route = self.routes.get(route_key)
         if route is None:
             await self._send(connection, {"message": "Forbidden", "connectionId": connection.connection_id})
@@ -469,7 +472,7 @@ class Emulator:
         event = {
             "requestContext": self._request_context(connection, route_key, "MESSAGE"),
             "body": text,
-            "isBase64Encoded": False,
+            "isBase64Encoded": binary,
         }
         invocation = await self._invoke(route.handler, event)
         result = invocation.result if isinstance(invocation.result, dict) else {}

@@ -100,3 +100,16 @@ class Backend:
     def executions(self) -> list[dict[str, Any]]:
         arn = os.environ["TIMER_STATE_MACHINE_ARN"]
         return self.sfn.list_executions(stateMachineArn=arn)["executions"]
+
+
+@pytest.fixture
+def keys(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A key pair made for the test, and the authorizer verifying against its JWKS (no network)."""
+    from broadcast.auth import TokenSettings, TokenVerifier
+    from broadcast.handlers import authorizer
+    from tests.jwt_keys import CLIENT_ID, ISSUER, KeySet
+
+    keyset = KeySet(tmp_path)
+    settings = TokenSettings(issuer=ISSUER, jwks_url="https://jwks.invalid/.well-known/jwks.json", client_id=CLIENT_ID)
+    monkeypatch.setattr(authorizer, "_verifier", TokenVerifier(settings, jwks_client=keyset.jwks_client()))
+    return keyset

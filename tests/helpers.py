@@ -133,3 +133,26 @@ def audio_event(connection_id: str, seq: int, audio: str = "AAAA", *, user_id: s
     return message_event(
         "send_audio", connection_id=connection_id, body=body, user_id=user_id, anonymous=user_id is None
     )
+
+
+def assert_invariants(backend: Any) -> None:
+    """The state every operation must leave behind, whatever raced or failed.
+
+    For every session, `listenerCount` and `languageCounts` equal its live listener records; every
+    active session's speaker connection is a live connection.
+    """
+    from broadcast.dynamo import from_item
+
+    sessions = [from_item(i) for i in backend.ddb.scan(TableName="test-sessions")["Items"]]
+    connections = backend.all_connections()
+    live = {c["connectionId"] for c in connections}
+    for session in sessions:
+        mine = [c for c in connections if c.get("sessionId") == session["sessionId"] and c.get("role") == "listener"]
+        assert session["listenerCount"] == len(mine), (session, len(mine))
+        per_language: dict[str, int] = {}
+        for c in mine:
+            per_language[c["targetLanguage"]] = per_language.get(c["targetLanguage"], 0) + 1
+        counted = {k: v for k, v in session.get("languageCounts", {}).items() if v}
+        assert counted == per_language, (session, per_language)
+        if session["isActive"]:
+            assert session["speakerConnectionId"] in live, session

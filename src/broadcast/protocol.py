@@ -24,6 +24,18 @@ MAX_AUDIO_CHARS = 24_576
 MAX_SESSION_ID_CHARS = 64
 ROLES = ("speaker", "listener")
 
+# The fields each action may carry besides `action`; anything else is INVALID_PARAMETERS, so a
+# typo such as `sessionID` is reported instead of silently ignored.
+ACTION_FIELDS: dict[str, frozenset[str]] = {
+    "createSession": frozenset({"sourceLanguage"}),
+    "joinSession": frozenset({"sessionId", "targetLanguage"}),
+    "refreshConnection": frozenset({"sessionId", "role", "targetLanguage"}),
+    "heartbeat": frozenset(),
+    "sendAudio": frozenset({"seq", "audio"}),
+    "getSessionStatus": frozenset(),
+    "endSession": frozenset(),
+}
+
 
 @cache
 def supported_languages() -> frozenset[str]:
@@ -66,6 +78,17 @@ def action_of(body: dict[str, Any]) -> str | None:
     if isinstance(action, str) and 0 < len(action) <= 64 and action.isprintable():
         return action
     return None
+
+
+def reject_unknown_fields(body: dict[str, Any], action: str | None) -> None:
+    """INVALID_PARAMETERS when a known action carries fields it does not define."""
+    allowed = ACTION_FIELDS.get(action or "")
+    if allowed is None:
+        return
+    unknown = [k for k in body if k != "action" and k not in allowed]
+    if unknown:
+        shown = [k[:32] for k in unknown[:3] if isinstance(k, str) and k.isidentifier()]
+        raise InvalidParameters("unexpected field" + (f"s: {', '.join(shown)}" if shown else "s"))
 
 
 def require_session_id(body: dict[str, Any]) -> str:

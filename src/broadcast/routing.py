@@ -8,7 +8,7 @@ from typing import Any
 
 from broadcast import protocol
 from broadcast.caller import Caller
-from broadcast.errors import BroadcastError, InternalError
+from broadcast.errors import BroadcastError, InternalError, InvalidAction
 from broadcast.observability import logger, metrics
 
 
@@ -43,12 +43,14 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
     """Run one message route: parse the frame, call `operation`, map a typed error to its protocol code."""
     caller = caller_from(event)
     action: str | None = None
-    logger.append_keys(connectionId=caller.connection_id)
+    # Thread-local keys: in Lambda one request runs per process, but the local stack runs handlers on threads.
+    logger.thread_safe_append_keys(connectionId=caller.connection_id)
     try:
+        if event.get("isBase64Encoded"):
+            raise InvalidAction("binary frames are not supported; send UTF-8 JSON text")
         body = protocol.parse_body(event.get("body"))
         action = protocol.action_of(body)
-        if isinstance(body.get("sessionId"), str):
-            logger.append_keys(sessionId=body["sessionId"][:64])
+        protocol.reject_unknown_fields(body, action)
         answer = operation(caller, body)
         # No body means nothing goes back to the sender, even on a route with a route response.
         return reply(answer) if answer is not None else {"statusCode": 200}
@@ -60,7 +62,7 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
         logger.exception("unhandled error", extra={"action": action})
         return error_reply(InternalError(), action=action, request_id=caller.request_id)
     finally:
-        logger.remove_keys(["connectionId", "sessionId"])
+        logger.thread_safe_remove_keys(["connectionId"])
 
 
 def route(operation: Operation) -> Callable[[dict[str, Any], Any], dict[str, Any]]:

@@ -11,18 +11,10 @@ from typing import Any
 
 import pytest
 
-from broadcast.auth import TokenSettings, TokenVerifier
+from broadcast.auth import TokenSettings
 from broadcast.handlers import authorizer
 from tests.helpers import load_event
 from tests.jwt_keys import CLIENT_ID, ISSUER, KID, KeySet
-
-
-@pytest.fixture
-def keys(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> KeySet:
-    keyset = KeySet(tmp_path)
-    settings = TokenSettings(issuer=ISSUER, jwks_url="https://jwks.invalid/.well-known/jwks.json", client_id=CLIENT_ID)
-    monkeypatch.setattr(authorizer, "_verifier", TokenVerifier(settings, jwks_client=keyset.jwks_client()))
-    return keyset
 
 
 def authorize(token: str | None) -> dict[str, Any]:

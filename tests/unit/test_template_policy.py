@@ -1,0 +1,73 @@
+"""Least privilege, checked over template.yaml itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from local_stack import template as cfn
+
+# Where AWS requires "*" as the resource (none today). Add an entry only with the reason.
+STAR_ALLOWED: dict[str, str] = {}
+
+
+def _statements(props: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    for policy in props.get("Policies", []):
+        if isinstance(policy, dict) and "Statement" in policy:
+            found += policy["Statement"]
+    return found
+
+
+def test_policy_no_star_resource(template: dict[str, Any]) -> None:
+    for type_ in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+        for name, props in cfn.resources_of(template, type_).items():
+            for statement in _statements(props):
+                resources = (
+                    statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+                )
+                assert "*" not in resources or name in STAR_ALLOWED, (name, statement)
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert not any(a.endswith(":*") or a == "*" for a in actions), (name, statement)
+
+
+def test_policy_every_lambda_permission_has_source_arn(template: dict[str, Any]) -> None:
+    permissions = cfn.resources_of(template, "AWS::Lambda::Permission")
+    assert len(permissions) >= len(cfn.routes(template))
+    for name, props in permissions.items():
+        assert props.get("SourceArn"), name
+        assert props["Principal"] == "apigateway.amazonaws.com", name
+
+
+def test_policy_state_machine_may_invoke_only_the_notifier(template: dict[str, Any]) -> None:
+    props = template["Resources"]["ConnectionTimer"]["Properties"]
+    assert props["Policies"] == [{"LambdaInvokePolicy": {"FunctionName": {"Ref": "NotifierFunction"}}}]
+    assert props["Type"] == "STANDARD"
+
+
+def test_policy_only_connect_and_disconnect_start_timers_and_stops_target_executions(template: dict[str, Any]) -> None:
+    starters, stoppers = set(), set()
+    for name, props in cfn.resources_of(template, "AWS::Serverless::Function").items():
+        for statement in _statements(props):
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if "states:StartExecution" in actions:
+                starters.add(name)
+                assert statement["Resource"] == {"Ref": "ConnectionTimer"}
+            if "states:StopExecution" in actions:
+                stoppers.add(name)
+                assert ":execution:${ConnectionTimer.Name}:*" in statement["Resource"]["Fn::Sub"]
+    assert starters == {"ConnectFunction", "DisconnectFunction"}
+    assert stoppers == {"DisconnectFunction", "EndSessionFunction"}
+
+
+def test_policy_tables_on_demand_with_ttl_pitr_and_encryption(template: dict[str, Any]) -> None:
+    for name, props in cfn.resources_of(template, "AWS::DynamoDB::Table").items():
+        assert props["BillingMode"] == "PAY_PER_REQUEST", name
+        assert props["TimeToLiveSpecification"]["Enabled"] is True, name
+        assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True, name
+        assert props["SSESpecification"]["SSEEnabled"] is True, name
+
+
+def test_policy_authorizer_has_no_identity_source(template: dict[str, Any]) -> None:
+    # With one, API Gateway would answer 401 to anonymous listeners without calling the authorizer.
+    (props,) = cfn.resources_of(template, "AWS::ApiGatewayV2::Authorizer").values()
+    assert "IdentitySource" not in props
