@@ -23,7 +23,7 @@ REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 
-.PHONY: help venv test lint unit demo local token bench build deploy clean
+.PHONY: help venv test lint unit demo local token bench build deploy clean has-python313
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ demo: $(STAMP) ## A time-compressed multi-hour broadcast on the local stack, wit
 
 bench: $(STAMP) ## Benchmarks: AWS calls per operation, cold start, load, cost
 	@PYTHONPATH=src $(PY) -m bench
+
+has-python313: ## Exit 0 when a python3.13 was found (CI uses it to decide on make build)
+	@test -n "$(PYTHON313)" && echo "$(PYTHON313)"
 
 build: $(STAMP) ## sam build (needs python3.13 on PATH)
 	@if [ -z "$(PYTHON313)" ]; then echo "make build: no python3.13 found (PATH, ~/.pyenv/versions/3.13*); install one, e.g. 'pyenv install 3.13'" >&2; exit 1; fi

@@ -148,6 +148,7 @@ class Emulator:
             "JWKS_URL": f"http://{self.host}:{self.port}{tokens.JWKS_PATH}",
             "JWT_CLIENT_ID": tokens.CLIENT_ID,
             "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
             "StageName": self.stage,
         }

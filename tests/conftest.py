@@ -25,6 +25,7 @@ os.environ.update(
         "TIMER_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:test-timer",
         "POWERTOOLS_METRICS_NAMESPACE": "BroadcastTests",
         "POWERTOOLS_DEV": "false",
+        "POWERTOOLS_TRACE_DISABLED": "true",
         "SPEAKER_GRACE_SECONDS": "0",
         "RATE_LIMITS_TABLE": "test-rate-limits",
         # Off by default in unit tests; test_rate_limits.py turns them on one by one.

@@ -9,7 +9,7 @@ from typing import Any
 from broadcast import protocol
 from broadcast.caller import Caller
 from broadcast.errors import BroadcastError, InternalError, InvalidAction
-from broadcast.observability import logger, metrics
+from broadcast.observability import logger, metrics, tracer
 
 
 def caller_from(event: dict[str, Any]) -> Caller:
@@ -50,6 +50,9 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
             raise InvalidAction("binary frames are not supported; send UTF-8 JSON text")
         body = protocol.parse_body(event.get("body"))
         action = protocol.action_of(body)
+        session_id = body.get("sessionId")
+        if isinstance(session_id, str) and protocol.SESSION_ID_PATTERN.match(session_id):
+            logger.thread_safe_append_keys(sessionId=session_id)  # only a well-formed id goes into the logs
         protocol.reject_unknown_fields(body, action)
         answer = operation(caller, body)
         # No body means nothing goes back to the sender, even on a route with a route response.
@@ -62,12 +65,13 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
         logger.exception("unhandled error", extra={"action": action})
         return error_reply(InternalError(), action=action, request_id=caller.request_id)
     finally:
-        logger.thread_safe_remove_keys(["connectionId"])
+        logger.thread_safe_remove_keys(["connectionId", "sessionId"])
 
 
 def route(operation: Operation) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A Lambda handler for a message route: `handler = route(service.join_session)`."""
 
+    @tracer.capture_lambda_handler(capture_response=False)  # responses may carry audio
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return message_route(event, operation)

@@ -12,6 +12,7 @@ from broadcast.caller import Caller
 from broadcast.config import settings
 from broadcast.connections_table import Connection
 from broadcast.errors import (
+    BroadcastError,
     ConnectionGone,
     Forbidden,
     InternalError,
@@ -20,7 +21,7 @@ from broadcast.errors import (
     SessionNotFound,
     Unauthorized,
 )
-from broadcast.observability import logger, metrics
+from broadcast.observability import count, count_by, logger
 
 SESSION_ID_ATTEMPTS = 8
 ENDED_SESSION_RETENTION_SECONDS = 3600
@@ -62,7 +63,7 @@ def connect(caller: Caller) -> None:
     except timer.TimerNotStarted:
         # The connection stays: the client's own fallback timer refreshes it before the 2 h cut.
         logger.warning("connection timer not started", extra={"connectionId": caller.connection_id})
-        metrics.add_metric(name="TimerStartFailed", unit="Count", value=1)
+        count("TimerStartFailed")
 
 
 def disconnect(caller: Caller) -> None:
@@ -89,7 +90,7 @@ def _speaker_left(session_id: str, connection_id: str) -> None:
             return
         except timer.TimerNotStarted:
             logger.warning("grace timer not started; ending now", extra={"sessionId": session_id})
-            metrics.add_metric(name="TimerStartFailed", unit="Count", value=1)
+            count("TimerStartFailed")
     if sessions_table.end_if_current_speaker(
         session_id, connection_id, reason="speakerDisconnected", expires_at=_ended_ttl()
     ):
@@ -110,7 +111,7 @@ def _announce_end(session_id: str, reason: str) -> list[str]:
     """Tell every listener the session ended; returns the listener connection ids."""
     listeners = list(connections_table.listeners_of(session_id))
     broadcast_to(session_id, listeners, protocol.message("sessionEnded", sessionId=session_id, reason=reason))
-    metrics.add_metric(name="SessionsEnded", unit="Count", value=1)
+    count("SessionsEnded")
     return [connection_id for connection_id, _ in listeners]
 
 
@@ -121,7 +122,7 @@ def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dic
     for connection_id in gone:
         sessions_table.remove_listener(connection_id, session_id, languages[connection_id])
     if gone:
-        metrics.add_metric(name="StaleConnectionsRemoved", unit="Count", value=len(gone))
+        count("StaleConnectionsRemoved", len(gone))
     if failed:
         logger.warning("posts failed", extra={"sessionId": session_id, "failed": len(failed)})
     return len(gone)
@@ -171,7 +172,7 @@ def create_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
             sessions_table.create_with_speaker(session, speaker)
         except sessions_table.SessionIdTaken:
             continue
-        metrics.add_metric(name="SessionsCreated", unit="Count", value=1)
+        count("SessionsCreated")
         logger.info("session created", extra={"sessionId": session_id, "connectionId": caller.connection_id})
         return protocol.message("sessionCreated", sessionId=session_id, sourceLanguage=source_language)
     raise InternalError("could not allocate a session id")
@@ -208,7 +209,7 @@ def join_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     if session.listener_count >= limit:
         raise SessionFull(f"session {session_id} has reached {limit} listeners")
     sessions_table.add_listener(_member(caller, session_id, "listener", target_language), max_listeners=limit)
-    metrics.add_metric(name="ListenersJoined", unit="Count", value=1)
+    count("ListenersJoined")
     return protocol.message(
         "sessionJoined",
         sessionId=session_id,
@@ -227,11 +228,13 @@ def refresh_connection(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
             reply = _refresh_speaker(caller, session_id)
         else:
             reply = _refresh_listener(caller, session_id, body)
-    except Exception as exc:
-        code = getattr(exc, "code", type(exc).__name__)
-        metrics.add_metric(name=f"RefreshFailed{code}", unit="Count", value=1)
+    except BroadcastError as exc:
+        count_by("RefreshFailed", "code", exc.code)
         raise
-    metrics.add_metric(name=f"RefreshCompleted{role.title()}", unit="Count", value=1)
+    except Exception:
+        count_by("RefreshFailed", "code", "INTERNAL_ERROR")
+        raise
+    count_by("RefreshCompleted", "role", role)
     return reply
 
 

@@ -1,0 +1,104 @@
+"""Each handler emits its metrics (CloudWatch EMF on stdout), dimensioned as the alarms expect."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+
+from broadcast import aws
+from broadcast.handlers import end_session, send_audio
+from tests.helpers import Driver, audio_event, message_event
+
+
+def emitted(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, dict[str, str]]]:
+    """(metric name, dimensions) for every EMF record printed since the last call."""
+    found = []
+    for line in capsys.readouterr().out.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        record = json.loads(line)
+        for directive in record["_aws"]["CloudWatchMetrics"]:
+            dimensions = {name: record[name] for group in directive["Dimensions"] for name in group}
+            assert directive["Namespace"] == "BroadcastTests"
+            for metric in directive["Metrics"]:
+                found.append((metric["Name"], dimensions))
+    return found
+
+
+def names(records: list[tuple[str, dict[str, str]]]) -> list[str]:
+    return [name for name, _ in records]
+
+
+def test_metrics_session_created_and_listener_joined(backend: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    driver = Driver()
+    session_id = driver.speaker_session()
+    assert names(emitted(capsys)) == ["SessionsCreated"]
+    driver.join("lst-1", session_id)
+    assert names(emitted(capsys)) == ["ListenersJoined"]
+
+
+def test_metrics_refresh_completed_by_role(backend: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1", "alice")
+    driver.join("lst-1", session_id)
+    emitted(capsys)
+    driver.refresh("spk-2", session_id, "speaker", user_id="alice")
+    driver.refresh("lst-2", session_id, "listener", language="es")
+    records = emitted(capsys)
+    assert ("RefreshCompleted", {"service": "broadcast", "role": "speaker"}) in records
+    assert ("RefreshCompleted", {"service": "broadcast", "role": "listener"}) in records
+
+
+def test_metrics_refresh_failed_by_code(backend: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1", "alice")
+    emitted(capsys)
+    driver.refresh("x-1", session_id, "speaker", user_id="mallory")
+    driver.refresh("x-2", "silent-otter-001", "listener", language="es")
+    records = emitted(capsys)
+    assert ("RefreshFailed", {"service": "broadcast", "code": "FORBIDDEN"}) in records
+    assert ("RefreshFailed", {"service": "broadcast", "code": "SESSION_NOT_FOUND"}) in records
+
+
+def test_metrics_timer_start_failed(backend: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    class Refusing:
+        def start_execution(self, **_kwargs: Any) -> Any:
+            raise RuntimeError("endpoint unreachable")
+
+    aws.inject("stepfunctions", Refusing())
+    Driver().connect("c-1")
+    assert names(emitted(capsys)) == ["TimerStartFailed"]
+
+
+def test_metrics_stale_connections_removed_and_session_ended(backend: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1", "alice")
+    driver.join("lst-1", session_id)
+    driver.join("lst-2", session_id)
+    backend.management.gone.add("lst-2")
+    emitted(capsys)
+    send_audio.handler(audio_event("spk-1", 1), None)
+    assert names(emitted(capsys)) == ["StaleConnectionsRemoved"]
+    end_session.handler(message_event("end_session", connection_id="spk-1", user_id="alice"), None)
+    assert names(emitted(capsys)) == ["SessionsEnded"]
+
+
+def test_logs_are_json_and_correlated(backend: Any) -> None:
+    from broadcast.observability import logger
+
+    buffer = io.StringIO()
+    previous = logger.registered_handler.setStream(buffer)  # Powertools keeps the stream it met at import
+    try:
+        driver = Driver()
+        session_id = driver.speaker_session("spk-1", "alice")
+        driver.refresh("x-1", session_id, "speaker", user_id="mallory")
+    finally:
+        logger.registered_handler.setStream(previous)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    refused = next(line for line in lines if line["message"] == "request refused")
+    assert refused["connectionId"] == "x-1"
+    assert refused["sessionId"] == session_id
+    assert refused["code"] == "FORBIDDEN"
