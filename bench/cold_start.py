@@ -10,11 +10,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HANDLERS = sorted(p.stem for p in (ROOT / "src/broadcast/handlers").glob("*.py") if p.stem != "__init__")
+# The probe imports the module as Lambda's init phase does: the decorators (tracer included) run at import.
 PROBE = "import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
 
 
-def _once(module: str) -> float:
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "0"}
+def _function_env() -> dict[str, dict[str, str]]:
+    """Handler module -> the literal environment variables template.yaml gives its function."""
+    from local_stack import template as cfn
+
+    template = cfn.load()
+    shared = template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+    found = {}
+    for props in cfn.resources_of(template, "AWS::Serverless::Function").values():
+        variables = {**shared, **props.get("Environment", {}).get("Variables", {})}
+        module = props["Handler"].rsplit(".", 1)[0]
+        found[module] = {k: v for k, v in variables.items() if isinstance(v, str)}
+    return found
+
+
+def _once(module: str, extra: dict[str, str] | None = None) -> float:
+    env = {**os.environ, **(extra or {}), "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "0"}
     out = subprocess.run(
         [sys.executable, "-c", PROBE.format(module=module)], env=env, capture_output=True, text=True, check=True
     )
@@ -26,10 +41,12 @@ def measure(runs: int = 5, progress=print) -> list[tuple[str, float, float]]:
     _once("boto3")  # warm the file system cache and .pyc files before timing anything
     baseline = statistics.median(_once("boto3") for _ in range(runs))
     rows = [("boto3 (baseline)", baseline, 1.0)]
+    environments = _function_env()
     for name in HANDLERS:
         module = f"broadcast.handlers.{name}"
-        _once(module)
-        median = statistics.median(_once(module) for _ in range(runs))
+        env = environments.get(module, {})  # as deployed: e.g. tracing off where the template says so
+        _once(module, env)
+        median = statistics.median(_once(module, env) for _ in range(runs))
         rows.append((name, median, median / baseline))
         progress(f"  cold start: {name:<20} {median * 1000:6.0f} ms  ({median / baseline:.2f}x boto3)")
     return rows

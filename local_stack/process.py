@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,6 +65,18 @@ class LocalStackProcess:
     @property
     def management_endpoint(self) -> str:
         return self.url.replace("ws://", "http://")
+
+    def management_client(self) -> Any:
+        """A boto3 apigatewaymanagementapi client for this stack's @connections API."""
+        import boto3
+
+        return boto3.client(
+            "apigatewaymanagementapi",
+            endpoint_url=self.management_endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - the emulator checks no credentials
+        )
 
     def log_lines(self, needle: str) -> list[str]:
         return [line for line in list(self.lines) if needle in line]

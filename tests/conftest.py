@@ -114,3 +114,11 @@ def keys(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     settings = TokenSettings(issuer=ISSUER, jwks_url="https://jwks.invalid/.well-known/jwks.json", client_id=CLIENT_ID)
     monkeypatch.setattr(authorizer, "_verifier", TokenVerifier(settings, jwks_client=keyset.jwks_client()))
     return keyset
+
+
+@pytest.fixture
+def driver(backend: Any) -> Any:
+    """The real handlers, driven the way API Gateway would, over the moto backend."""
+    from tests.helpers import Driver
+
+    return Driver()

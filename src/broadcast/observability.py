@@ -8,8 +8,11 @@ tracing and metrics output).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from functools import cache
+from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools import Logger, Metrics, single_metric
 from aws_lambda_powertools.metrics import MetricUnit
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "broadcast")
@@ -17,7 +20,26 @@ NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "BroadcastSessions")
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+@cache
+def _tracer() -> Any:
+    from aws_lambda_powertools import Tracer
+
+    return Tracer(service=SERVICE)
+
+
+def traced(handler: Handler) -> Handler:
+    """Powertools Tracer around a Lambda handler, unless POWERTOOLS_TRACE_DISABLED is true.
+
+    The Tracer is built only when used: the X-Ray SDK's import (about 0.4 s, it loads botocore)
+    is then paid only by functions that trace. Responses are not captured: they may carry audio.
+    """
+    if os.environ.get("POWERTOOLS_TRACE_DISABLED", "").lower() == "true":
+        return handler
+    return _tracer().capture_lambda_handler(capture_response=False)(handler)
 
 
 def count(name: str, value: int = 1) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import boto3
 import pytest
 
 from broadcast_client import Event, Frame, Listener, Speaker, Timing
@@ -13,6 +12,21 @@ from local_stack import tokens
 from local_stack.process import LocalStackProcess
 
 pytestmark = pytest.mark.integration
+
+
+async def on_air(
+    url: str, sub: str, language: str, timing: Timing
+) -> tuple[Speaker, Listener, list[int], list[Event], Any]:
+    """A speaker with a session and one listener whose frames and events are being collected."""
+    speaker = Speaker(url, lambda: tokens.issue(sub), timing=timing)
+    await speaker.connect()
+    assert speaker.session_id
+    listener = Listener(url, speaker.session_id, language, timing=timing)
+    await listener.connect()
+    frames: list[int] = []
+    events: list[Event] = []
+    consumer = asyncio.create_task(collect(listener, frames, events))
+    return speaker, listener, frames, events, consumer
 
 
 async def collect(listener: Listener, frames: list[int], events: list[Event]) -> None:
@@ -24,24 +38,12 @@ async def collect(listener: Listener, frames: list[int], events: list[Event]) ->
 
 
 def test_client_listener_killed_mid_broadcast_rejoins_and_reports_the_gap(stack: LocalStackProcess) -> None:
-    management = boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=stack.management_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    management = stack.management_client()
 
     async def scenario() -> tuple[list[int], list[Event], Any, int]:
-        timing = Timing(gap_timeout=0.5)
-        speaker = Speaker(stack.url, lambda: tokens.issue("killer-test"), timing=timing)
-        await speaker.connect()
-        assert speaker.session_id
-        listener = Listener(stack.url, speaker.session_id, "es", timing=timing)
-        await listener.connect()
-        frames: list[int] = []
-        events: list[Event] = []
-        consumer = asyncio.create_task(collect(listener, frames, events))
+        speaker, listener, frames, events, consumer = await on_air(
+            stack.url, "killer-test", "es", Timing(gap_timeout=0.5)
+        )
         sent = 0
         for _ in range(10):
             await speaker.send_audio(b"before")
@@ -77,14 +79,7 @@ def test_client_listener_killed_mid_broadcast_rejoins_and_reports_the_gap(stack:
 def test_client_refreshes_both_roles_on_its_own(fast_stack: LocalStackProcess) -> None:
     async def scenario() -> tuple[Speaker, Listener, list[int], int]:
         timing = Timing(time_scale=600, handover_drain=0.2)
-        speaker = Speaker(fast_stack.url, lambda: tokens.issue("auto-refresh"), timing=timing)
-        await speaker.connect()
-        assert speaker.session_id
-        listener = Listener(fast_stack.url, speaker.session_id, "fr", timing=timing)
-        await listener.connect()
-        frames: list[int] = []
-        events: list[Event] = []
-        consumer = asyncio.create_task(collect(listener, frames, events))
+        speaker, listener, frames, _events, consumer = await on_air(fast_stack.url, "auto-refresh", "fr", timing)
         sent = 0
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 14  # past the first refresh (10 s) and the first cut (12 s)

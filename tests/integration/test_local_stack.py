@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import websockets
 from botocore.exceptions import ClientError
@@ -149,13 +148,7 @@ def test_local_stack_speaker_close_ends_session_after_grace(stack: LocalStackPro
 
 
 def test_local_stack_management_api_post_get_delete_and_410(stack: LocalStackProcess) -> None:
-    client = boto3.client(
-        "apigatewaymanagementapi",
-        endpoint_url=stack.management_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-    )
+    client = stack.management_client()
 
     async def scenario() -> None:
         wire = await Wire.open(stack.url)

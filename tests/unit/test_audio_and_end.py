@@ -12,11 +12,6 @@ from tests.helpers import AwsCallCounter, Driver, audio_event, body_of, load_eve
 
 
 @pytest.fixture
-def driver(backend: Any) -> Driver:
-    return Driver()
-
-
-@pytest.fixture
 def session_id(driver: Driver) -> str:
     sid = driver.speaker_session("spk-1", "alice")
     driver.join("lst-es", sid, "es")

@@ -16,11 +16,6 @@ from tests.helpers import Driver, body_of, count_calls, load_event, message_even
 
 
 @pytest.fixture
-def driver(backend: Any) -> Driver:
-    return Driver()
-
-
-@pytest.fixture
 def session_id(driver: Driver) -> str:
     """An active session of speaker 'alice' (connection spk-1) with one Spanish listener (lst-1)."""
     sid = driver.speaker_session("spk-1", "alice")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from broadcast.auth import InvalidToken, TokenSettings, TokenVerifier
-from broadcast.observability import logger, tracer
+from broadcast.observability import logger, traced
 
 _verifier: TokenVerifier | None = None
 
@@ -29,7 +29,7 @@ def _policy(principal: str, effect: str, resource: str, context: dict[str, str])
     }
 
 
-@tracer.capture_lambda_handler(capture_response=False)  # a policy is no secret, but keep traces lean
+@traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point. Raising 'Unauthorized' makes API Gateway answer 401 to the handshake."""
     query = event.get("queryStringParameters") or {}

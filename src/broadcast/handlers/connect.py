@@ -6,11 +6,11 @@ from typing import Any
 
 from broadcast import service
 from broadcast.errors import RateLimitExceeded
-from broadcast.observability import logger, metrics, tracer
+from broadcast.observability import logger, metrics, traced
 from broadcast.routing import caller_from
 
 
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point."""

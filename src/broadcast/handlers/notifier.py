@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from broadcast import service
-from broadcast.observability import metrics, tracer
+from broadcast.observability import metrics, traced
 
 
-@tracer.capture_lambda_handler(capture_response=False)
+@traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point."""
