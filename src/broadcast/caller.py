@@ -14,6 +14,7 @@ class Caller:
     user_id: str | None = None
     request_id: str = ""
     source_ip: str = ""
+    disconnect_status: int | None = None  # $disconnect only: the WebSocket close code
 
     @property
     def authenticated(self) -> bool:

@@ -102,14 +102,16 @@ def require_session_id(body: dict[str, Any]) -> str:
 
 
 def require_language(body: dict[str, Any], field: str) -> str:
-    """A supported ISO 639-1 code in `field`."""
+    """A supported ISO 639-1 code in `field`; any other string is UNSUPPORTED_LANGUAGE."""
     value = body.get(field)
     if value is None or value == "":
         raise InvalidParameters(f"{field} is required")
-    if not isinstance(value, str) or not LANGUAGE_PATTERN.match(value):
+    if not isinstance(value, str):
         raise InvalidParameters(f"{field} must be a lower-case ISO 639-1 code")
     if value not in supported_languages():
-        raise UnsupportedLanguage(f"{field} '{value}' is not supported")
+        # Echo the value only when it looks like a code, never arbitrary client text.
+        shown = f" '{value}'" if LANGUAGE_PATTERN.match(value) else ""
+        raise UnsupportedLanguage(f"{field}{shown} is not a supported lower-case ISO 639-1 code")
     return value
 
 

@@ -23,7 +23,15 @@ def caller_from(event: dict[str, Any]) -> Caller:
         user_id=str(authorizer.get("userId") or "") or None if authenticated else None,
         request_id=str(context.get("requestId", "")),
         source_ip=str((context.get("identity") or {}).get("sourceIp", "")),
+        disconnect_status=_int_or_none(context.get("disconnectStatusCode")),
     )
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def reply(message: dict[str, Any], status: int = 200) -> dict[str, Any]:

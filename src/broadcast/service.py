@@ -25,6 +25,9 @@ from broadcast.observability import count, count_by, logger
 
 SESSION_ID_ATTEMPTS = 8
 ENDED_SESSION_RETENTION_SECONDS = 3600
+# Close codes a client sends on purpose (1005: a close frame without a code, as browsers send).
+# Anything else (1006 abnormal, 1001 API Gateway's cut or idle timeout, ...) is a dropped connection.
+DELIBERATE_CLOSE_CODES = frozenset({1000, 1005})
 
 
 def _connection_ttl(connected_at: int) -> int:
@@ -76,13 +79,18 @@ def disconnect(caller: Caller) -> None:
         sessions_table.remove_listener(record.connection_id, record.session_id, record.target_language)
         return
     if record.role == "speaker" and record.session_id:
-        _speaker_left(record.session_id, record.connection_id)
+        deliberate = caller.disconnect_status in DELIBERATE_CLOSE_CODES
+        _speaker_left(record.session_id, record.connection_id, deliberate=deliberate)
     connections_table.delete(record.connection_id)
 
 
-def _speaker_left(session_id: str, connection_id: str) -> None:
-    """The speaker connection closed: end the session if it was the current one (after the grace period)."""
-    if settings().speaker_grace_seconds > 0:
+def _speaker_left(session_id: str, connection_id: str, *, deliberate: bool) -> None:
+    """The speaker connection closed: end the session if it was the current one.
+
+    A deliberate close ends it at once; a dropped connection gets SPEAKER_GRACE_SECONDS for the
+    speaker to come back with refreshConnection from a new connection.
+    """
+    if settings().speaker_grace_seconds > 0 and not deliberate:
         if not sessions_table.mark_speaker_gone(session_id, connection_id, at=clock.now_ms()):
             return  # an old connection after a refresh, or the session already ended
         try:

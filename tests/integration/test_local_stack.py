@@ -127,13 +127,27 @@ def test_local_stack_disconnect_delivered_on_close(stack: LocalStackProcess) -> 
     assert any("disconnectStatus" in line or "$disconnect" in line for line in stack.lines)
 
 
-def test_local_stack_speaker_close_ends_session_after_grace(stack: LocalStackProcess) -> None:
-    # Grace is 30 s at time scale 1; a speaker that comes back within it keeps the session.
+def test_local_stack_speaker_deliberate_close_ends_session_at_once(stack: LocalStackProcess) -> None:
     async def scenario() -> None:
         speaker, session_id = await speaker_and_session(stack.url)
         listener = await Wire.open(stack.url)
         await listener.call({"action": "joinSession", "sessionId": session_id, "targetLanguage": "fr"}, "sessionJoined")
-        await speaker.close()
+        await speaker.close()  # close code 1000: the speaker meant it
+        ended = await listener.next("sessionEnded", timeout=5)
+        assert (ended["sessionId"], ended["reason"]) == (session_id, "speakerDisconnected")
+        await listener.close()
+
+    run(scenario())
+
+
+def test_local_stack_speaker_dropped_connection_survives_within_grace(stack: LocalStackProcess) -> None:
+    # Grace is 30 s at time scale 1; a speaker whose connection drops and who comes back keeps the session.
+    async def scenario() -> None:
+        speaker, session_id = await speaker_and_session(stack.url)
+        listener = await Wire.open(stack.url)
+        await listener.call({"action": "joinSession", "sessionId": session_id, "targetLanguage": "fr"}, "sessionJoined")
+        speaker.ws.transport.abort()  # no close frame: the server sees 1006, a dropped connection
+        await asyncio.sleep(0.5)
         replacement = await Wire.open(stack.url, tokens.issue("alice"))
         done = await replacement.call(
             {"action": "refreshConnection", "sessionId": session_id, "role": "speaker"}, "connectionRefreshComplete"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from broadcast import config, service
-from broadcast.handlers import notifier, refresh_connection
+from broadcast.handlers import disconnect, notifier, refresh_connection
 from tests.helpers import Driver, body_of, count_calls, load_event, message_event
 
 
@@ -293,6 +293,20 @@ def test_race_speaker_old_disconnect_then_refresh_keeps_session(backend: Any, mo
     assert (session["isActive"], session["speakerConnectionId"]) == (True, "spk-2")
     assert "speakerGoneAt" not in session
     assert backend.management.messages_to("lst-1", "sessionEnded") == []
+
+
+def test_speaker_deliberate_close_ends_at_once_even_with_grace(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SPEAKER_GRACE_SECONDS", "30")
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1", "alice")
+    driver.join("lst-1", session_id)
+    event = message_event("disconnect", connection_id="spk-1")
+    event["requestContext"]["disconnectStatusCode"] = 1000  # the speaker closed on purpose
+    disconnect.handler(event, None)
+    assert backend.session(session_id)["isActive"] is False
+    assert [e for e in backend.executions() if e["name"].startswith("grace-")] == []
+    (ended,) = backend.management.messages_to("lst-1", "sessionEnded")
+    assert ended["reason"] == "speakerDisconnected"
 
 
 def test_race_speaker_gone_without_refresh_ends_after_grace(backend: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,8 +55,16 @@ def test_create_session_unsupported_language_rejected(backend: Any) -> None:
     assert backend.ddb.scan(TableName="test-sessions")["Count"] == 0
 
 
-@pytest.mark.parametrize("language", [None, "", 7, "EN", "eng", ["en"]])
-def test_create_session_malformed_language_invalid_parameters(backend: Any, language: Any) -> None:
+@pytest.mark.parametrize("language", ["EN", "eng", "klingon", "e", "es-ES"])
+def test_create_session_any_unsupported_string_unsupported_language(backend: Any, language: str) -> None:
+    event = message_event("create_session", body={"action": "createSession", "sourceLanguage": language})
+    reply = body_of(create_session.handler(event, None))
+    assert (reply["code"], reply["status"]) == ("UNSUPPORTED_LANGUAGE", 400)
+    assert backend.ddb.scan(TableName="test-sessions")["Count"] == 0
+
+
+@pytest.mark.parametrize("language", [None, "", 7, ["en"], {"code": "en"}])
+def test_create_session_missing_or_non_string_language_invalid_parameters(backend: Any, language: Any) -> None:
     body: dict[str, Any] = {"action": "createSession"}
     if language is not None:
         body["sourceLanguage"] = language
