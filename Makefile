@@ -16,6 +16,9 @@ BASE_PYTHON ?= $(if $(PYTHON313),$(PYTHON313),python3)
 PORT ?= 8080
 TIME_SCALE ?= 1
 PARAMS ?=
+# On one machine every client shares 127.0.0.1 (and `make token`'s subject): AWS-sized per-IP and
+# per-user limits would refuse an ordinary test run. These still limit; PARAMS can override them.
+LOCAL_LIMITS := RateLimitConnectsPerIpPerMinute=1000 RateLimitJoinsPerIpPerMinute=1000 RateLimitSessionsPerUserPerHour=1000
 SUB ?= local-speaker
 ENV ?= dev
 REGION ?= us-east-1
@@ -49,7 +52,7 @@ unit: $(STAMP) ## pytest only
 test: lint unit ## Everything CI runs: lint, template checks and every test
 
 local: $(STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600: 100 minutes in 10 s; PARAMS="Name=Value ...")
-	@$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE) $(foreach p,$(PARAMS),--param $(p))
+	@$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE) $(foreach p,$(LOCAL_LIMITS) $(PARAMS),--param $(p))
 
 token: $(STAMP) ## Print a speaker token for the local stack (SUB=alice for another subject)
 	@$(PY) -m local_stack.tokens --sub $(SUB)
