@@ -123,8 +123,8 @@ def _announce_end(session_id: str, reason: str) -> list[str]:
     return [connection_id for connection_id, _ in listeners]
 
 
-def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dict[str, Any]) -> int:
-    """Post `message` to listeners in parallel; a 410 removes that listener (never the sender). Returns gone count."""
+def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dict[str, Any]) -> None:
+    """Post `message` to listeners in parallel; a 410 removes that listener (never the sender)."""
     languages = dict(listeners)
     gone, failed = messenger.post_many(languages, message)
     for connection_id in gone:
@@ -133,7 +133,6 @@ def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dic
         count("StaleConnectionsRemoved", len(gone))
     if failed:
         logger.warning("posts failed", extra={"sessionId": session_id, "failed": len(failed)})
-    return len(gone)
 
 
 # --- session routes --------------------------------------------------------------------------
@@ -339,11 +338,6 @@ def _stop_timers(connection_ids: list[str]) -> None:
         return
     with ThreadPoolExecutor(max_workers=min(16, len(connection_ids))) as pool:
         list(pool.map(timer.stop_for_connection, connection_ids))
-
-
-def session_status_route(caller: Caller, _body: dict[str, Any]) -> dict[str, Any]:
-    """getSessionStatus as a message route (it takes no fields)."""
-    return session_status(caller)
 
 
 # --- timer notifications ---------------------------------------------------------------------

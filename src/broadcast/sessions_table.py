@@ -269,23 +269,14 @@ def end_if_speaker_gone(session_id: str, connection_id: str, *, reason: str, exp
 
 def end_by_speaker(session_id: str, user_id: str, *, reason: str, expires_at: int) -> None:
     """End an active session owned by `user_id`; raises NotCurrentSpeaker with the old item otherwise."""
-    try:
-        _end(
-            session_id,
-            condition="isActive = :true AND speakerUserId = :uid",
-            condition_values=values(uid=user_id),
-            reason=reason,
-            expires_at=expires_at,
-            raise_old=True,
-        )
-    except _ConditionFailed as exc:
-        raise NotCurrentSpeaker(exc.old) from exc
-
-
-class _ConditionFailed(Exception):
-    def __init__(self, old: Session | None) -> None:
-        super().__init__("condition failed")
-        self.old = old
+    _end(
+        session_id,
+        condition="isActive = :true AND speakerUserId = :uid",
+        condition_values=values(uid=user_id),
+        reason=reason,
+        expires_at=expires_at,
+        raise_old=True,
+    )
 
 
 def _end(
@@ -315,7 +306,7 @@ def _end(
             raise
         if raise_old:
             record = from_item(getattr(exc, "response", {}).get("Item"))
-            raise _ConditionFailed(Session.from_record(record) if record else None) from exc
+            raise NotCurrentSpeaker(Session.from_record(record) if record else None) from exc
         return False
 
 
