@@ -95,7 +95,6 @@ class Emulator:
         self._socket_path = os.path.join(self._socket_dir, "ws.sock")
         self._started_at = time.time()
         self.backend = AwsBackend(template_path, time_scale=time_scale, parameters=parameters)
-        self.request_counter = 0
 
     # -- time ----------------------------------------------------------------------------------
 
@@ -321,7 +320,6 @@ class Emulator:
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     def _request_context(self, connection: LocalConnection, route_key: str, event_type: str) -> dict[str, Any]:
-        self.request_counter += 1
         now_ms = self.now_ms()
         request_id = base64.b64encode(os.urandom(9)).decode()
         context: dict[str, Any] = {
@@ -371,14 +369,7 @@ class Emulator:
                 return websocket.respond(refused, json.dumps({"message": refused.phrase}) + "\n")
         if connect:
             context = self._request_context(connection, "$connect", "CONNECT")
-            event = {
-                "headers": headers,
-                "multiValueHeaders": {k: [v] for k, v in headers.items()},
-                "queryStringParameters": query or None,
-                "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
-                "requestContext": context,
-                "isBase64Encoded": False,
-            }
+            event = {**_handshake_parts(headers, query), "requestContext": context, "isBase64Encoded": False}
             invocation = await self._invoke(connect.handler, event)
             status = 500 if invocation.error else int((invocation.result or {}).get("statusCode", 200))
             self._log_invocation("$connect", connection.connection_id, status, invocation)
@@ -395,10 +386,7 @@ class Emulator:
         event = {
             "type": "REQUEST",
             "methodArn": f"arn:aws:execute-api:us-east-1:123456789012:local/{self.stage}/$connect",
-            "headers": headers,
-            "multiValueHeaders": {k: [v] for k, v in headers.items()},
-            "queryStringParameters": query or None,
-            "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
+            **_handshake_parts(headers, query),
             "stageVariables": None,
             "requestContext": self._request_context(connection, "$connect", "CONNECT"),
         }
@@ -508,6 +496,16 @@ class Emulator:
         event = {"headers": {}, "multiValueHeaders": {}, "requestContext": context, "isBase64Encoded": False}
         invocation = await self._invoke(route.handler, event)
         self._log_invocation("$disconnect", connection.connection_id, context["disconnectStatusCode"], invocation)
+
+
+def _handshake_parts(headers: dict[str, str], query: dict[str, str]) -> dict[str, Any]:
+    """The handshake's headers and query string, in the shape both $connect and its authorizer receive."""
+    return {
+        "headers": headers,
+        "multiValueHeaders": {k: [v] for k, v in headers.items()},
+        "queryStringParameters": query or None,
+        "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
+    }
 
 
 def _iso(epoch_ms: int) -> str:
