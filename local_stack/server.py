@@ -414,18 +414,23 @@ class Emulator:
         connection = self._pending.pop(id(websocket))
         self.connections[connection.connection_id] = connection
         watchdog = asyncio.create_task(self._enforce_limits(connection))
+        in_flight: set[asyncio.Task[None]] = set()
         try:
             async for frame in websocket:
                 connection.last_active = time.monotonic()
                 connection.last_active_ms = self.now_ms()
-                # One frame at a time per connection keeps a client's frames in order, as API
-                # Gateway does not promise but a single Lambda invocation chain effectively gives.
-                await self._message(connection, frame)
+                # Like API Gateway, each message is its own invocation: a slow one (a fan-out to
+                # every listener) never holds back the connection's next frames, heartbeats included.
+                task = asyncio.create_task(self._message(connection, frame))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
         except ConnectionClosed:
             pass
         finally:
             watchdog.cancel()
             self.connections.pop(connection.connection_id, None)
+            if in_flight:  # messages received before the close are handled before $disconnect
+                await asyncio.wait(in_flight, timeout=30)
             await self._disconnect(connection)
 
     async def _enforce_limits(self, connection: LocalConnection) -> None:
