@@ -5,7 +5,9 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
-STAMP := $(VENV)/.installed
+# Two stamps: the demo and the local stack need far less than the test and build tools.
+LOCAL_STAMP := $(VENV)/.installed-local
+STAMP := $(VENV)/.installed-dev
 
 # Lambda runs python3.13; use it for the venv when this machine has one (pyenv included),
 # else the newest python3 (the code supports 3.11+).
@@ -31,10 +33,15 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt src/requirements.txt constraints.txt
-	@echo "creating $(VENV) with $(BASE_PYTHON)"
-	@test -x $(PY) || $(BASE_PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+$(LOCAL_STAMP): requirements-local.txt src/requirements.txt constraints.txt
+	@test -x $(PY) || { echo "creating $(VENV) with $(BASE_PYTHON)" >&2; $(BASE_PYTHON) -m venv $(VENV); \
+		$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip; }
+	@echo "installing requirements-local.txt into $(VENV)" >&2
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-local.txt -c constraints.txt
+	@touch $@
+
+$(STAMP): $(LOCAL_STAMP) requirements-dev.txt
+	@echo "installing requirements-dev.txt into $(VENV)" >&2
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
@@ -51,16 +58,16 @@ unit: $(STAMP) ## pytest only
 
 test: lint unit ## Everything CI runs: lint, template checks and every test
 
-local: $(STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600: 100 minutes in 10 s; PARAMS="Name=Value ...")
+local: $(LOCAL_STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600: 100 minutes in 10 s; PARAMS="Name=Value ...")
 	@$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE) $(foreach p,$(LOCAL_LIMITS) $(PARAMS),--param $(p))
 
-token: $(STAMP) ## Print a speaker token for the local stack (SUB=alice for another subject)
+token: $(LOCAL_STAMP) ## Print a speaker token for the local stack (SUB=alice for another subject)
 	@$(PY) -m local_stack.tokens --sub $(SUB)
 
-demo: $(STAMP) ## A time-compressed multi-hour broadcast on the local stack, with a report
+demo: $(LOCAL_STAMP) ## A time-compressed multi-hour broadcast on the local stack, with a report
 	@$(PY) -m local_stack.demo
 
-bench: $(STAMP) ## Benchmarks: AWS calls per operation, cold start, load, cost
+bench: $(LOCAL_STAMP) ## Benchmarks: AWS calls per operation, cold start, load, cost
 	@PYTHONPATH=src $(PY) -m bench
 
 has-python313: ## Exit 0 when a python3.13 was found (CI uses it to decide on make build)
