@@ -120,9 +120,7 @@ def world(backend: Any) -> tuple[Any, str]:
 
 
 @pytest.mark.parametrize("action", sorted(HANDLERS))
-@settings(
-    max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture], database=None
-)
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_property_handler_never_crashes_never_5xx_and_refusals_change_nothing(
     world: tuple[Any, str], action: str, data: st.DataObject
