@@ -398,7 +398,7 @@ class Speaker(_Participant):
             self.session_id = created["sessionId"]
             self._emit(Event("sessionCreated", created))
         else:
-            await link.request(self._refresh_body(), "connectionRefreshComplete")
+            await self._rejoin(link)  # taking over an existing session is a speaker refresh
 
     def _refresh_body(self) -> dict[str, Any]:
         return {"action": "refreshConnection", "sessionId": self.session_id, "role": "speaker"}
@@ -448,6 +448,7 @@ class Listener(_Participant):
         self.buffer: ReorderBuffer[bytes] = ReorderBuffer(reorder_capacity)
         self.joined: dict[str, Any] = {}
         self._gap_check: asyncio.Task[None] | None = None
+        self._waiting_since = 0.0  # when the oldest frame now held behind a gap arrived
 
     def _join_body(self) -> dict[str, Any]:
         return {"action": "joinSession", "sessionId": self.session_id, "targetLanguage": self.target_language}
@@ -483,8 +484,6 @@ class Listener(_Participant):
             self._waiting_since = time.monotonic()
         gaps_before = len(self.buffer.stats.gaps)
         self._deliver(self.buffer.push(seq, audio), gaps_before)
-
-    _waiting_since = 0.0
 
     def _deliver(self, ready: list[tuple[int, bytes]], gaps_before: int) -> None:
         for first, last in self.buffer.stats.gaps[gaps_before:]:

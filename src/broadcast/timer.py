@@ -86,16 +86,14 @@ def _start(name: str, payload: dict[str, Any]) -> None:
         raise TimerNotStarted(name) from exc
 
 
-def stop_for_connection(connection_id: str) -> bool:
-    """Stop the connection's timer, best effort; False when it could not be stopped (already ended, throttled)."""
+def stop_for_connection(connection_id: str) -> None:
+    """Stop the connection's timer, best effort: a failure (already ended, throttled) is logged, not raised."""
     try:
         aws.client("stepfunctions").stop_execution(
             executionArn=execution_arn(execution_name(connection_id)), cause="connection closed"
         )
-        return True
     except Exception as exc:  # noqa: BLE001 - best effort by design: the timer ends itself on a 410 anyway
         logger.warning(
             "timer not stopped",
             extra={"connectionId": connection_id, "errorCode": aws.error_code(exc) or type(exc).__name__},
         )
-        return False
