@@ -28,6 +28,7 @@ os.environ.update(
         "POWERTOOLS_TRACE_DISABLED": "true",
         "SPEAKER_GRACE_SECONDS": "0",
         "RATE_LIMITS_TABLE": "test-rate-limits",
+        "RESUME_TOKEN_KEY": "test-resume-token-key-of-at-least-32-characters",
         # Off by default in unit tests; test_rate_limits.py turns them on one by one.
         "RATE_LIMIT_SESSIONS_PER_USER_PER_HOUR": "0",
         "RATE_LIMIT_JOINS_PER_IP_PER_MINUTE": "0",

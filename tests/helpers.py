@@ -64,6 +64,7 @@ class Driver:
         self._join = join_session.handler
         self._refresh = refresh_connection.handler
         self._status = session_status.handler
+        self.resume_tokens: dict[str, str] = {}  # listener connection id -> the resumeToken it was given
 
     def connect(self, connection_id: str, user_id: str | None = None) -> dict[str, Any]:
         name = "connect_speaker" if user_id else "connect_anonymous"
@@ -90,9 +91,12 @@ class Driver:
         if connect:
             self.connect(connection_id)
         body = {"action": "joinSession", "sessionId": session_id, "targetLanguage": language}
-        return body_of(
+        reply = body_of(
             self._join(message_event("join_session", connection_id=connection_id, body=body, anonymous=True), None)
         )
+        if "resumeToken" in reply:
+            self.resume_tokens[connection_id] = reply["resumeToken"]
+        return reply
 
     def refresh(
         self,
@@ -103,16 +107,23 @@ class Driver:
         user_id: str | None = None,
         language: str | None = None,
         connect: bool = True,
+        resume_from: str | None = None,
     ) -> dict[str, Any]:
+        """`resume_from`: the listener connection whose latest resumeToken the refresh carries."""
         if connect:
             self.connect(connection_id, user_id)
         body: dict[str, Any] = {"action": "refreshConnection", "sessionId": session_id, "role": role}
         if language:
             body["targetLanguage"] = language
+        if resume_from is not None:
+            body["resumeToken"] = self.resume_tokens[resume_from]
         event = message_event(
             "refresh_speaker", connection_id=connection_id, body=body, user_id=user_id, anonymous=user_id is None
         )
-        return body_of(self._refresh(event, None))
+        reply = body_of(self._refresh(event, None))
+        if "resumeToken" in reply:
+            self.resume_tokens[connection_id] = reply["resumeToken"]
+        return reply
 
     def status(self, connection_id: str) -> dict[str, Any]:
         event = message_event("get_session_status", connection_id=connection_id, anonymous=True)

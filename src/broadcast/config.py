@@ -47,6 +47,7 @@ class Settings:
     sessions_per_user_per_hour: int
     joins_per_ip_per_minute: int
     connects_per_ip_per_minute: int
+    resume_token_key: str
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -67,6 +68,7 @@ class Settings:
             sessions_per_user_per_hour=_int("RATE_LIMIT_SESSIONS_PER_USER_PER_HOUR", 50),
             joins_per_ip_per_minute=_int("RATE_LIMIT_JOINS_PER_IP_PER_MINUTE", 10),
             connects_per_ip_per_minute=_int("RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE", 20),
+            resume_token_key=_required("RESUME_TOKEN_KEY"),
         )
         limits = (
             settings.sessions_per_user_per_hour,
@@ -75,6 +77,8 @@ class Settings:
         )
         if any(limits) and not settings.rate_limits_table:
             raise ConfigurationError("RATE_LIMITS_TABLE is required while any RATE_LIMIT_* is above 0")
+        if len(settings.resume_token_key) < 32:
+            raise ConfigurationError("RESUME_TOKEN_KEY must be at least 32 characters")
         if not 0 < settings.refresh_after_seconds < settings.warning_after_seconds < settings.max_connection_seconds:
             raise ConfigurationError("need 0 < REFRESH_AFTER_SECONDS < WARNING_AFTER_SECONDS < MAX_CONNECTION_SECONDS")
         if not 0 <= settings.refresh_jitter_seconds < settings.refresh_after_seconds:

@@ -23,13 +23,17 @@ LANGUAGE_PATTERN = re.compile(r"^[a-z]{2}$")
 MAX_AUDIO_CHARS = 24_576
 MAX_SESSION_ID_CHARS = 64
 ROLES = ("speaker", "listener")
+# The one audio format every client sends and plays (PROTOCOL.md section 2); a later one (Opus)
+# would be another value, chosen at createSession.
+AUDIO_FORMAT = "pcm_s16le/16000/1"
+AUDIO_FORMATS = frozenset({AUDIO_FORMAT})
 
 # The fields each action may carry besides `action`; anything else is INVALID_PARAMETERS, so a
 # typo such as `sessionID` is reported instead of silently ignored.
 ACTION_FIELDS: dict[str, frozenset[str]] = {
-    "createSession": frozenset({"sourceLanguage"}),
+    "createSession": frozenset({"sourceLanguage", "audioFormat"}),
     "joinSession": frozenset({"sessionId", "targetLanguage"}),
-    "refreshConnection": frozenset({"sessionId", "role", "targetLanguage"}),
+    "refreshConnection": frozenset({"sessionId", "role", "targetLanguage", "resumeToken"}),
     "heartbeat": frozenset(),
     "sendAudio": frozenset({"seq", "audio"}),
     "getSessionStatus": frozenset(),
@@ -120,6 +124,22 @@ def require_role(body: dict[str, Any]) -> str:
     value = body.get("role")
     if value not in ROLES:
         raise InvalidParameters("role must be 'speaker' or 'listener'")
+    return value
+
+
+def require_audio_format(body: dict[str, Any]) -> str:
+    """`audioFormat` at createSession: optional, and when given one the product supports."""
+    value = body.get("audioFormat", AUDIO_FORMAT)
+    if value not in AUDIO_FORMATS:
+        raise InvalidParameters(f"audioFormat must be one of: {', '.join(sorted(AUDIO_FORMATS))}")
+    return value
+
+
+def optional_resume_token(body: dict[str, Any]) -> str | None:
+    """`resumeToken` of a listener refresh: absent, or a string (whether it is valid is decided later)."""
+    value = body.get("resumeToken")
+    if value is not None and not isinstance(value, str):
+        raise InvalidParameters("resumeToken must be a string")
     return value
 
 

@@ -7,7 +7,16 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from broadcast import clock, connections_table, messenger, protocol, rate_limits_table, sessions_table, timer
+from broadcast import (
+    clock,
+    connections_table,
+    messenger,
+    protocol,
+    rate_limits_table,
+    resume_tokens,
+    sessions_table,
+    timer,
+)
 from broadcast.caller import Caller
 from broadcast.config import settings
 from broadcast.connections_table import Connection
@@ -157,6 +166,7 @@ def create_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     if not caller.authenticated:
         raise Unauthorized("creating a session needs a valid token")
     source_language = protocol.require_language(body, "sourceLanguage")
+    audio_format = protocol.require_audio_format(body)
     assert caller.user_id
     rate_limits_table.hit(
         "createSession", caller.user_id, limit=settings().sessions_per_user_per_hour, window_seconds=3600
@@ -181,7 +191,9 @@ def create_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
             continue
         count("SessionsCreated")
         logger.info("session created", extra={"sessionId": session_id, "connectionId": caller.connection_id})
-        return protocol.message("sessionCreated", sessionId=session_id, sourceLanguage=source_language)
+        return protocol.message(
+            "sessionCreated", sessionId=session_id, sourceLanguage=source_language, audioFormat=audio_format
+        )
     raise InternalError("could not allocate a session id")
 
 
@@ -208,6 +220,21 @@ def join_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     """Join as a listener: one read for the reply's fields, one transaction that records and counts."""
     session_id = protocol.require_session_id(body)
     target_language = protocol.require_language(body, "targetLanguage")
+    session = _admit_listener(caller, session_id, target_language)
+    count("ListenersJoined")
+    return protocol.message(
+        "sessionJoined",
+        sessionId=session_id,
+        sourceLanguage=session.source_language,
+        targetLanguage=target_language,
+        listenerCount=session.listener_count + 1,
+        audioFormat=protocol.AUDIO_FORMAT,
+        resumeToken=resume_tokens.issue(session_id, caller.connection_id),
+    )
+
+
+def _admit_listener(caller: Caller, session_id: str, target_language: str) -> sessions_table.Session:
+    """A new place in the session: the join rate limit, then the capacity check inside the write."""
     rate_limits_table.hit(
         "joinSession", caller.source_ip or "unknown", limit=settings().joins_per_ip_per_minute, window_seconds=60
     )
@@ -216,14 +243,7 @@ def join_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
     if session.listener_count >= limit:
         raise SessionFull(f"session {session_id} has reached {limit} listeners")
     sessions_table.add_listener(_member(caller, session_id, "listener", target_language), max_listeners=limit)
-    count("ListenersJoined")
-    return protocol.message(
-        "sessionJoined",
-        sessionId=session_id,
-        sourceLanguage=session.source_language,
-        targetLanguage=target_language,
-        listenerCount=session.listener_count + 1,
-    )
+    return session
 
 
 def refresh_connection(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
@@ -263,15 +283,22 @@ def _refresh_speaker(caller: Caller, session_id: str) -> dict[str, Any]:
 
 def _refresh_listener(caller: Caller, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
     target_language = protocol.require_language(body, "targetLanguage")
-    session = _active_session(session_id)
-    # No capacity check: the old connection is still counted until its $disconnect (expected spike).
-    sessions_table.add_listener(_member(caller, session_id, "listener", target_language), max_listeners=None)
+    token = protocol.optional_resume_token(body)
+    if resume_tokens.holder(token, session_id) is None:
+        # No proof of a place already held: a join like any other (capacity and join limits apply).
+        session = _admit_listener(caller, session_id, target_language)
+    else:
+        session = _active_session(session_id)
+        # No capacity check: the old connection is still counted until it goes (expected spike).
+        sessions_table.add_listener(_member(caller, session_id, "listener", target_language), max_listeners=None)
     return protocol.message(
         "connectionRefreshComplete",
         sessionId=session_id,
         role="listener",
         targetLanguage=target_language,
         sourceLanguage=session.source_language,
+        audioFormat=protocol.AUDIO_FORMAT,
+        resumeToken=resume_tokens.issue(session_id, caller.connection_id),
     )
 
 

@@ -1,4 +1,4 @@
-"""Local stacks shared by the integration tests: one in real time, one at TIME_SCALE=600."""
+"""Local stacks shared by the integration tests, on the template's own limits: one in real time, one at TIME_SCALE=600."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from local_stack.process import NO_IP_LIMITS, LocalStackProcess
+from local_stack.process import LocalStackProcess
 
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStackProcess]:
-    running = LocalStackProcess(time_scale=1, params=NO_IP_LIMITS)
+    running = LocalStackProcess(time_scale=1)
     yield running
     running.stop()
 
@@ -19,6 +19,6 @@ def stack() -> Iterator[LocalStackProcess]:
 @pytest.fixture(scope="session")
 def fast_stack() -> Iterator[LocalStackProcess]:
     """100 minutes in 10 s, the 2-hour cut at 12 s, the idle timeout at 1 s."""
-    running = LocalStackProcess(time_scale=600, params=NO_IP_LIMITS)
+    running = LocalStackProcess(time_scale=600)
     yield running
     running.stop()

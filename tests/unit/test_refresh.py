@@ -121,8 +121,8 @@ def test_refresh_listener_spike_allowed_at_capacity(
     monkeypatch.setenv("MAX_LISTENERS_PER_SESSION", "1")
     config.reset()
     assert driver.join("lst-2", session_id)["code"] == "SESSION_FULL"
-    # WHEN its listener refreshes THEN the temporary spike above the limit is accepted
-    reply = driver.refresh("lst-1b", session_id, "listener", language="es")
+    # WHEN its listener refreshes with its resumeToken THEN the temporary spike above the limit is accepted
+    reply = driver.refresh("lst-1b", session_id, "listener", language="es", resume_from="lst-1")
     assert reply["type"] == "connectionRefreshComplete"
     assert backend.session(session_id)["listenerCount"] == 2
     # AND the old connection's $disconnect brings it back
