@@ -21,10 +21,15 @@ from typing import Any
 
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import InvalidStatus
 
 from broadcast_client.reorder import ReorderBuffer
 
 TokenProvider = Callable[[], str | Awaitable[str]]
+
+HANDSHAKE_ATTEMPTS = 8
+MAX_HANDSHAKE_BACKOFF = 5.0
+RATE_LIMIT_ATTEMPTS = 4
 
 
 class SessionError(Exception):
@@ -44,7 +49,10 @@ class Timing:
     max_connection: float = 7200  # when API Gateway cuts the connection
     idle_timeout: float = 600
     fallback_margin: float = 600  # refresh on our own at 110 minutes if no notice came (cut at 120)
-    handover_drain: float = 1.0  # real seconds the old connection stays open after a handover
+    # A listener's old connection stays open until the new one has caught up (see
+    # Listener._caught_up); this bounds that wait, in real seconds, after which a frame still
+    # missing is a `gap`. It is also kept well inside the old connection's 2-hour cut.
+    handover_timeout: float = 10.0
     gap_timeout: float = 2.0  # real seconds a missing frame is waited for
     time_scale: float = 1.0
 
@@ -89,6 +97,15 @@ class ClientStats:
     longest_handover: float = 0.0
     refresh_notices: int = 0
     fallback_refreshes: int = 0
+    latest_notice: float = 0.0  # the most real seconds from a connection's open to its refresh notice
+    handshake_retries: int = 0  # handshakes refused with 429, retried with backoff and jitter
+    rate_limited: int = 0  # RATE_LIMIT_EXCEEDED answers waited out
+    # What happened on the wire around each listener handover, before the reorder buffer: frames
+    # newer than any seen when the refresh began, up to the old connection's last, by where they arrived.
+    handover_both: int = 0
+    handover_only_old: int = 0
+    handover_only_new: int = 0
+    handovers_timed_out: int = 0  # the new connection had not caught up within handover_timeout
 
 
 class _Link:
@@ -101,6 +118,8 @@ class _Link:
         self.refresh_started = False
         self._on_message = on_message
         self._waiters: list[tuple[tuple[str, ...], str, asyncio.Future[dict[str, Any]]]] = []
+        self.seqs: set[int] = set()  # audio seqs that arrived on this connection
+        self.newest_at_refresh = -1  # the newest seq it had brought when its handover began
         self.reader = asyncio.create_task(self._read())
         self.tasks: list[asyncio.Task[Any]] = []
 
@@ -206,12 +225,21 @@ class _Participant:
     def _on_other(self, link: _Link, message: dict[str, Any]) -> None:
         self._emit(Event(message.get("type", "unknown"), message))
 
+    def _refreshed(self, reply: dict[str, Any]) -> None:
+        """A `connectionRefreshComplete` arrived on the new connection."""
+
+    async def _handover(self, old: _Link, new: _Link) -> None:
+        """What must happen before the old connection may close; a speaker needs nothing.
+
+        Frames the speaker sent on the old connection are already with API Gateway once our
+        close handshake completes (websockets sends them before the close frame), so closing
+        at once loses nothing.
+        """
+
     # -- connections ---------------------------------------------------------------------------------
 
     async def _open(self) -> _Link:
-        token = await self._token()
-        target = f"{self.url}?token={token}" if token else self.url
-        websocket = await websockets.connect(target, max_size=None, ping_interval=None)
+        websocket = await self._handshake()
         link = _Link(websocket, self._dispatch)
         self._links.add(link)
         link.every(self.timing.heartbeat_every, lambda: link.send({"action": "heartbeat"}))
@@ -220,6 +248,35 @@ class _Participant:
         self._background.add(watcher)
         watcher.add_done_callback(self._background.discard)
         return link
+
+    async def _handshake(self) -> ClientConnection:
+        """Open a WebSocket; a handshake refused with 429 is retried with exponential backoff and full jitter."""
+        delay = 0.2
+        for attempt in range(HANDSHAKE_ATTEMPTS):
+            token = await self._token()  # fresh for every attempt: a speaker token may expire meanwhile
+            target = f"{self.url}?token={token}" if token else self.url
+            try:
+                return await websockets.connect(target, max_size=None, ping_interval=None)
+            except InvalidStatus as exc:
+                if exc.response.status_code != 429 or attempt == HANDSHAKE_ATTEMPTS - 1:
+                    raise
+            self.stats.handshake_retries += 1
+            await asyncio.sleep(random.uniform(0, delay))
+            delay = min(delay * 2, MAX_HANDSHAKE_BACKOFF)
+        raise AssertionError("unreachable")
+
+    async def _request_honouring_limits(self, link: _Link, payload: dict[str, Any], *types: str) -> dict[str, Any]:
+        """`link.request`, waiting `retryAfterSeconds` (with jitter) on RATE_LIMIT_EXCEEDED, a few times."""
+        for attempt in range(RATE_LIMIT_ATTEMPTS):
+            try:
+                return await link.request(payload, *types)
+            except SessionError as exc:
+                if exc.code != "RATE_LIMIT_EXCEEDED" or attempt == RATE_LIMIT_ATTEMPTS - 1:
+                    raise
+                self.stats.rate_limited += 1
+                wait = float(exc.reply.get("retryAfterSeconds") or 1)
+                await asyncio.sleep(self.timing.real(wait) * (1 + random.random() / 4))
+        raise AssertionError("unreachable")
 
     async def _watch(self, link: _Link) -> None:
         await link.reader
@@ -234,6 +291,7 @@ class _Participant:
         kind = message.get("type")
         if kind == "connectionRefreshRequired":
             self.stats.refresh_notices += 1
+            self.stats.latest_notice = max(self.stats.latest_notice, time.monotonic() - link.opened_at)
             self._spawn(self.refresh(link))
             return
         if kind == "sessionEnded":
@@ -267,6 +325,7 @@ class _Participant:
         if old is None or old is not self._current or old.refresh_started or self._closed:
             return
         old.refresh_started = True  # checked and set before any await: one handover per connection
+        old.newest_at_refresh = max(old.seqs, default=-1)
         async with self._refresh_lock:
             started = time.monotonic()
             delay = 0.2
@@ -274,7 +333,8 @@ class _Participant:
                 new: _Link | None = None
                 try:
                     new = await self._open()
-                    await new.request(self._refresh_body(), "connectionRefreshComplete")
+                    reply = await self._request_honouring_limits(new, self._refresh_body(), "connectionRefreshComplete")
+                    self._refreshed(reply)
                     break
                 except SessionError as exc:
                     if new:
@@ -296,8 +356,7 @@ class _Participant:
             self.stats.refreshes += 1
             self.stats.longest_handover = max(self.stats.longest_handover, handover)
             self._emit(Event("refreshed", {"role": self.role, "handoverSeconds": handover}))
-        # Keep receiving (listener) / let in-flight frames land (speaker) before closing the old one.
-        await asyncio.sleep(self.timing.handover_drain)
+        await self._handover(old, new)
         await old.close()
 
     async def _reconnect(self) -> None:
@@ -392,8 +451,8 @@ class Speaker(_Participant):
 
     async def _enter(self, link: _Link) -> None:
         if self.session_id is None:
-            created = await link.request(
-                {"action": "createSession", "sourceLanguage": self.source_language}, "sessionCreated"
+            created = await self._request_honouring_limits(
+                link, {"action": "createSession", "sourceLanguage": self.source_language}, "sessionCreated"
             )
             self.session_id = created["sessionId"]
             self._emit(Event("sessionCreated", created))
@@ -404,7 +463,7 @@ class Speaker(_Participant):
         return {"action": "refreshConnection", "sessionId": self.session_id, "role": "speaker"}
 
     async def _rejoin(self, link: _Link) -> None:
-        await link.request(self._refresh_body(), "connectionRefreshComplete")
+        await self._request_honouring_limits(link, self._refresh_body(), "connectionRefreshComplete")
 
     async def send_audio(self, audio: bytes) -> int:
         """Send one frame on the current connection; returns the `seq` it was given."""
@@ -447,27 +506,83 @@ class Listener(_Participant):
         self.target_language = target_language
         self.buffer: ReorderBuffer[bytes] = ReorderBuffer(reorder_capacity)
         self.joined: dict[str, Any] = {}
+        self.resume_token: str | None = None  # the latest one the server gave; proves our place
         self._gap_check: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()  # set whenever a frame arrives
         self._waiting_since = 0.0  # when the oldest frame now held behind a gap arrived
 
     def _join_body(self) -> dict[str, Any]:
         return {"action": "joinSession", "sessionId": self.session_id, "targetLanguage": self.target_language}
 
     async def _enter(self, link: _Link) -> None:
-        self.joined = await link.request(self._join_body(), "sessionJoined")
+        self.joined = await self._request_honouring_limits(link, self._join_body(), "sessionJoined")
+        self.resume_token = self.joined.get("resumeToken")
         self._gap_check = asyncio.create_task(self._watch_gaps())
 
     def _refresh_body(self) -> dict[str, Any]:
-        return {
+        body = {
             "action": "refreshConnection",
             "sessionId": self.session_id,
             "role": "listener",
             "targetLanguage": self.target_language,
         }
+        if self.resume_token:
+            body["resumeToken"] = self.resume_token
+        return body
+
+    def _refreshed(self, reply: dict[str, Any]) -> None:
+        self.resume_token = reply.get("resumeToken") or self.resume_token
 
     async def _rejoin(self, link: _Link) -> None:
-        # Not a planned refresh: the old connection is gone, so this is a fresh join.
-        await link.request(self._join_body(), "sessionJoined")
+        # The old connection is gone: take our place back with the resumeToken (no capacity or
+        # join limit for a place we hold), or join as new when we have none.
+        if self.resume_token:
+            reply = await self._request_honouring_limits(link, self._refresh_body(), "connectionRefreshComplete")
+            self._refreshed(reply)
+        else:
+            await self._request_honouring_limits(link, self._join_body(), "sessionJoined")
+
+    async def _handover(self, old: _Link, new: _Link) -> None:
+        """Keep the old connection until the new one has caught up, within `handover_timeout`.
+
+        Caught up: the new connection has brought a frame newer than any the old one had brought
+        when the refresh began, and every frame before it has been delivered. A frame whose
+        fan-out read the listener list before the new connection was in it reaches only the old
+        connection; it is older than that frame, so the buffer holds a hole until it lands on
+        the old connection. However long that fan-out takes, the old connection is still open.
+        """
+        newest_at_switch = old.newest_at_refresh
+        cut_in = old.opened_at + self.timing.real(self.timing.max_connection) - time.monotonic()
+        deadline = time.monotonic() + max(0.0, min(self.timing.handover_timeout, cut_in - 1.0))
+        while not self._caught_up(new, newest_at_switch):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._closed:
+                self.stats.handovers_timed_out += 1
+                break
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), remaining)
+        self._count_wire(old, new, newest_at_switch)
+
+    def _caught_up(self, new: _Link, newest_at_switch: int) -> bool:
+        fresh = [seq for seq in new.seqs if seq > newest_at_switch]
+        if not fresh:
+            return False
+        next_seq = self.buffer.next_seq
+        return next_seq is not None and next_seq > min(fresh)
+
+    def _count_wire(self, old: _Link, new: _Link, newest_at_switch: int) -> None:
+        """Where the overlap's frames arrived (after the refresh began, to the old connection's last): both, old, new."""
+        if not old.seqs:
+            return
+        for seq in range(newest_at_switch + 1, max(old.seqs) + 1):
+            on_old, on_new = seq in old.seqs, seq in new.seqs
+            if on_old and on_new:
+                self.stats.handover_both += 1
+            elif on_old:
+                self.stats.handover_only_old += 1
+            elif on_new:
+                self.stats.handover_only_new += 1
 
     def _on_other(self, link: _Link, message: dict[str, Any]) -> None:
         if message.get("type") != "audio":
@@ -480,10 +595,12 @@ class Listener(_Participant):
             audio = base64.b64decode(message.get("audio", ""))
         except ValueError:
             return
+        link.seqs.add(seq)
         if not self.buffer.waiting:
             self._waiting_since = time.monotonic()
         gaps_before = len(self.buffer.stats.gaps)
         self._deliver(self.buffer.push(seq, audio), gaps_before)
+        self._progress.set()
 
     def _deliver(self, ready: list[tuple[int, bytes]], gaps_before: int) -> None:
         for first, last in self.buffer.stats.gaps[gaps_before:]:

@@ -78,7 +78,7 @@ def test_client_listener_killed_mid_broadcast_rejoins_and_reports_the_gap(stack:
 
 def test_client_refreshes_both_roles_on_its_own(fast_stack: LocalStackProcess) -> None:
     async def scenario() -> tuple[Speaker, Listener, list[int], int]:
-        timing = Timing(time_scale=600, handover_drain=0.2)
+        timing = Timing(time_scale=600)
         speaker, listener, frames, _events, consumer = await on_air(fast_stack.url, "auto-refresh", "fr", timing)
         sent = 0
         loop = asyncio.get_running_loop()
