@@ -7,6 +7,7 @@ reaches moto is serialized by one lock.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -19,6 +20,7 @@ from local_stack import template as cfn
 from local_stack.lambda_bridge import LambdaBridge
 
 REGION = "us-east-1"
+PARTITION = "aws"
 ACCOUNT = "123456789012"
 MOTO_LOCK = threading.RLock()
 
@@ -119,8 +121,11 @@ class AwsBackend:
         self._mock.start()
         ddb = boto3.client("dynamodb", region_name=REGION)
         cfn.create_tables(ddb, self.template, self.table_names)
+        # No lock around invocations: moto's requests are serialized by MOTO_LOCK already, and
+        # one lock for every timer invocation made notices queue behind each other (late
+        # enough, with a whole hall's timers due together, to set off clients' fallback refreshes).
         self._bridge = LambdaBridge(
-            {self.function_arn(f): _lazy(h) for f, h in self.functions.items()}, lock=threading.RLock()
+            {self.function_arn(f): _lazy(h) for f, h in self.functions.items()}, lock=contextlib.nullcontext()
         ).install()
         sfn = boto3.client("stepfunctions", region_name=REGION)
         for logical_id, props in cfn.resources_of(self.template, "AWS::Serverless::StateMachine").items():
@@ -139,6 +144,8 @@ class AwsBackend:
             self.state_machine_arns[logical_id] = created["stateMachineArn"]
 
     def _resolve_arn(self, value: Any) -> str:
+        if value == {"Ref": "AWS::Partition"}:
+            return PARTITION
         target = cfn.logical_id_of(value)
         if target in self.functions:
             return self.function_arn(target)
@@ -183,6 +190,8 @@ class AwsBackend:
             return self.state_machine_arns[name]
         if name == "AWS::Region":
             return REGION
+        if name == "AWS::Partition":
+            return PARTITION
         if name == "AWS::AccountId":
             return ACCOUNT
         raise ValueError(f"cannot resolve {name} locally")

@@ -79,7 +79,7 @@ def mocked_backend(
         definition = cfn.state_machine_definition(
             template,
             "ConnectionTimer",
-            {"NotifierFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:notifier"},
+            {"NotifierFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:notifier", "Partition": "aws"},
         )
         sfn.create_state_machine(
             name=state_machine_arn.rsplit(":", 1)[-1],

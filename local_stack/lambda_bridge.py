@@ -12,6 +12,7 @@ import json
 import threading
 import traceback
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import unquote
 
@@ -25,11 +26,13 @@ Handler = Callable[[dict[str, Any], Any], Any]
 class LambdaBridge:
     """Maps function names (or ARNs) to Python handlers and answers lambda:Invoke with their results."""
 
-    def __init__(self, functions: dict[str, Handler], lock: threading.RLock | None = None) -> None:
+    def __init__(self, functions: dict[str, Handler], lock: AbstractContextManager[Any] | None = None) -> None:
         self.functions = dict(functions)
         self.invocations: list[tuple[str, dict[str, Any]]] = []
         # Handlers touch moto's DynamoDB, which is not thread-safe; the engine runs each
-        # execution on its own thread, so every in-process invocation takes this lock.
+        # execution on its own thread, so by default every in-process invocation takes this
+        # lock. The local stack passes a no-op: it serializes moto's requests itself, and
+        # Lambda runs invocations concurrently.
         self.lock = lock or threading.RLock()
         self._session = boto3._get_default_session()
 

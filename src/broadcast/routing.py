@@ -9,7 +9,7 @@ from typing import Any
 from broadcast import protocol
 from broadcast.caller import Caller
 from broadcast.errors import BroadcastError, InternalError, InvalidAction
-from broadcast.observability import logger, metrics, traced
+from broadcast.observability import count_by, logger, metrics, traced
 
 
 def caller_from(event: dict[str, Any]) -> Caller:
@@ -71,6 +71,9 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
     except Exception:  # noqa: BLE001 - boundary: a generic INTERNAL_ERROR, details only in the log
         # The client gets a generic 500 with the request id; the details stay in the log.
         logger.exception("unhandled error", extra={"action": action})
+        # Answered, not raised, so Lambda's Errors metric never sees it: count it ourselves. Only a
+        # known action becomes a dimension value (client text would make metrics without bound).
+        count_by("InternalError", "action", action if action in protocol.ACTION_FIELDS else "unknown")
         return error_reply(InternalError(), action=action, request_id=caller.request_id)
     finally:
         logger.thread_safe_remove_keys(["connectionId", "sessionId"])

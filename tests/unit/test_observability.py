@@ -102,3 +102,36 @@ def test_logs_are_json_and_correlated(backend: Any) -> None:
     assert refused["connectionId"] == "x-1"
     assert refused["sessionId"] == session_id
     assert refused["code"] == "FORBIDDEN"
+
+
+def test_metrics_internal_error_counted_by_action(
+    backend: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broadcast import service
+
+    driver = Driver()
+    session_id = driver.speaker_session()
+    emitted(capsys)
+
+    def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("table unreachable")
+
+    monkeypatch.setattr(service.sessions_table, "get", broken)
+    # WHEN a join fails inside the handler (answered, not raised)
+    reply = driver.join("lst-1", session_id)
+    assert reply["code"] == "INTERNAL_ERROR"
+    # THEN the failure is counted by action, since Lambda's Errors metric never sees it
+    assert ("InternalError", {"service": "broadcast", "action": "joinSession"}) in emitted(capsys)
+
+
+def test_metrics_internal_error_of_unknown_action_has_a_bounded_dimension(
+    backend: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from broadcast import protocol, routing
+
+    def broken(_body: Any, _action: Any) -> None:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(protocol, "reject_unknown_fields", broken)
+    routing.message_route(message_event("join_session", body={"action": "x" * 40}), lambda *_: None)
+    assert ("InternalError", {"service": "broadcast", "action": "unknown"}) in emitted(capsys)

@@ -13,8 +13,9 @@ STAR_ALLOWED: dict[tuple[str, str], str] = {
         "logs:CreateLogDelivery",
     ): "CloudWatch Logs delivery actions have no resource-level permissions",
 }
-# SAM policy templates that scope themselves to the resource they are given.
-SCOPED_TEMPLATES = {"DynamoDBCrudPolicy", "LambdaInvokePolicy"}
+# SAM policy templates allowed, each no broader than the calls its holders make. DynamoDBCrudPolicy
+# is not among them: it grants Scan, BatchWriteItem and PutItem that no function here uses.
+SCOPED_TEMPLATES = {"LambdaInvokePolicy"}
 
 
 def _statements(props: dict[str, Any]) -> list[dict[str, Any]]:
@@ -82,3 +83,22 @@ def test_policy_authorizer_has_no_identity_source(template: dict[str, Any]) -> N
     # With one, API Gateway would answer 401 to anonymous listeners without calling the authorizer.
     (props,) = cfn.resources_of(template, "AWS::ApiGatewayV2::Authorizer").values()
     assert "IdentitySource" not in props
+
+
+def test_policy_no_policy_template_broader_than_its_calls(template: dict[str, Any]) -> None:
+    for type_ in ("AWS::Serverless::Function", "AWS::Serverless::StateMachine"):
+        for name, props in cfn.resources_of(template, type_).items():
+            for policy in props.get("Policies", []):
+                if isinstance(policy, dict) and "Statement" in policy:
+                    continue
+                assert isinstance(policy, dict), (name, policy)  # no managed policy names
+                assert set(policy) <= SCOPED_TEMPLATES, (name, policy)
+
+
+def test_policy_refresh_may_count_a_join_against_the_rate_limit(template: dict[str, Any]) -> None:
+    # A listener refresh without a valid resumeToken is a join: it writes the RateLimits table.
+    props = template["Resources"]["RefreshConnectionFunction"]["Properties"]
+    assert any(
+        s["Resource"] == {"Fn::GetAtt": ["RateLimitsTable", "Arn"]} and s["Action"] == "dynamodb:UpdateItem"
+        for s in _statements(props)
+    )

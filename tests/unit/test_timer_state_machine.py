@@ -37,7 +37,9 @@ def engine(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         cfn.create_tables(ddb, template, TABLE_NAMES)
         sfn = boto3.client("stepfunctions", region_name="us-east-1")
-        definition = cfn.state_machine_definition(template, "ConnectionTimer", {"NotifierFunctionArn": NOTIFIER_ARN})
+        definition = cfn.state_machine_definition(
+            template, "ConnectionTimer", {"NotifierFunctionArn": NOTIFIER_ARN, "Partition": "aws"}
+        )
         sfn.create_state_machine(name="test-timer", definition=definition, roleArn="arn:aws:iam::123456789012:role/t")
         management = TimedManagementApi()
         aws.inject("apigatewaymanagementapi", management, os.environ["MANAGEMENT_ENDPOINT"])
@@ -181,3 +183,15 @@ def test_timer_speaker_grace_ends_session_when_speaker_does_not_return(
     (ended,) = management.messages_to("lst-1", "sessionEnded")
     assert ended["reason"] == "speakerDisconnected"
     assert driver.status("lst-1")["isActive"] is False
+
+
+def test_timer_asl_uses_the_stack_partition(template: dict[str, Any]) -> None:
+    text = (cfn.ROOT / "statemachines" / "connection_timer.asl.json").read_text()
+    assert "arn:aws:" not in text
+    assert template["Resources"]["ConnectionTimer"]["Properties"]["DefinitionSubstitutions"]["Partition"] == {
+        "Ref": "AWS::Partition"
+    }
+    china = cfn.state_machine_definition(
+        template, "ConnectionTimer", {"NotifierFunctionArn": "x", "Partition": "aws-cn"}
+    )
+    assert "arn:aws-cn:states:::lambda:invoke" in china
