@@ -8,6 +8,9 @@ PY := $(BIN)/python
 # Two stamps: the demo and the local stack need far less than the test and build tools.
 LOCAL_STAMP := $(VENV)/.installed-local
 STAMP := $(VENV)/.installed-dev
+# checkov lives in a venv of its own: its pins (boto3 1.35, networkx 2) clash with the app's.
+SCAN_VENV := .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
 
 # Lambda runs python3.13; use it for the venv when this machine has one (pyenv included),
 # else the newest python3 (the code supports 3.11+).
@@ -28,7 +31,10 @@ REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 export AWS_DEFAULT_REGION ?= $(REGION)
 
-.PHONY: help venv test lint unit demo local token bench build deploy clean has-python313
+# --skip-download: no network for Prisma Cloud's guideline mappings (suppressions use CKV ids).
+CHECKOV_ARGS := --framework cloudformation --compact --quiet --skip-download
+
+.PHONY: help venv test lint scan unit demo local token bench build deploy clean has-python313
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -45,15 +51,24 @@ $(STAMP): $(LOCAL_STAMP) requirements-dev.txt
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	@touch $@
 
-venv: $(STAMP) ## Create .venv and install every dependency
+$(SCAN_STAMP): requirements-scan.txt constraints-scan.txt
+	@test -x $(SCAN_VENV)/bin/python || { echo "creating $(SCAN_VENV) with $(BASE_PYTHON)" >&2; $(BASE_PYTHON) -m venv $(SCAN_VENV); }
+	@echo "installing requirements-scan.txt into $(SCAN_VENV)" >&2
+	@$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt -c constraints-scan.txt
+	@touch $@
 
-lint: $(STAMP) ## ruff, cfn-lint and sam validate --lint
+venv: $(STAMP) $(SCAN_STAMP) ## Create .venv (and .venv-scan) and install every dependency
+
+lint: $(STAMP) scan ## ruff, cfn-lint, sam validate --lint and the security scan
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/cfn-lint template.yaml
 	$(BIN)/sam validate --lint --region $(REGION) --template template.yaml
 
-unit: $(STAMP) ## pytest only
+scan: $(SCAN_STAMP) ## checkov on template.yaml: fails on any finding neither fixed nor suppressed with a reason
+	$(SCAN_VENV)/bin/checkov $(CHECKOV_ARGS) -f template.yaml
+
+unit: $(STAMP) $(SCAN_STAMP) ## pytest only
 	$(PY) -m pytest
 
 test: lint unit ## Everything CI runs: lint, template checks and every test

@@ -572,7 +572,7 @@ class Listener(_Participant):
         return next_seq is not None and next_seq > min(fresh)
 
     def _count_wire(self, old: _Link, new: _Link, newest_at_switch: int) -> None:
-        """Where the overlap's frames arrived (after the refresh began, to the old connection's last): both, old, new."""
+        """Where the overlap's frames arrived (from the refresh to the old connection's last): both, old, new."""
         if not old.seqs:
             return
         for seq in range(newest_at_switch + 1, max(old.seqs) + 1):

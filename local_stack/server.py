@@ -87,6 +87,7 @@ class Emulator:
         default_stage = self.template.get("Parameters", {}).get("StageName", {}).get("Default", "local")
         self.stage = stage or parameters.get("StageName") or str(default_stage)
         self.routes = cfn.routes(self.template)
+        self.access_log_format = cfn.access_log_format(self.template)
         self.connections: dict[str, LocalConnection] = {}
         self._pending: dict[int, LocalConnection] = {}
         self._log = log or (lambda line: print(line, flush=True))
@@ -344,9 +345,31 @@ class Emulator:
             context["authorizer"] = dict(connection.authorizer)
         return context
 
-    def _log_invocation(self, route_key: str, connection_id: str, status: Any, invocation: Invocation) -> None:
+    def _log_invocation(
+        self, route_key: str, connection_id: str, status: Any, invocation: Invocation, context: dict[str, Any]
+    ) -> None:
         outcome = f"error={type(invocation.error).__name__}" if invocation.error else f"status={status}"
         self._log(f"{time.strftime('%H:%M:%S')} {route_key:<18} {connection_id} {outcome} {invocation.millis:.0f}ms")
+        if self.access_log_format:
+            self._log("ACCESS " + json.dumps(self._access_line(context, status, invocation), separators=(",", ":")))
+
+    def _access_line(self, context: dict[str, Any], status: Any, invocation: Invocation) -> dict[str, str]:
+        """The stage's access-log line, in the template's own format: API Gateway writes "-" for what is empty."""
+        error = "The IntegrationResponse failed" if invocation.error else ""
+        known = {
+            "$context.requestId": context["requestId"],
+            "$context.connectionId": context["connectionId"],
+            "$context.routeKey": context["routeKey"],
+            "$context.eventType": context["eventType"],
+            "$context.status": "500" if invocation.error else str(status if status is not None else 200),
+            "$context.integrationErrorMessage": error,
+            "$context.integrationStatus": "500" if invocation.error else "200",
+            "$context.integrationLatency": str(round(invocation.millis)),
+            "$context.identity.sourceIp": context["identity"]["sourceIp"],
+            "$context.requestTimeEpoch": str(context["requestTimeEpoch"]),
+            "$context.disconnectStatusCode": str(context.get("disconnectStatusCode", "")),
+        }
+        return {field: known.get(variable) or "-" for field, variable in self.access_log_format.items()}
 
     # -- the WebSocket side ------------------------------------------------------------------------
 
@@ -375,7 +398,7 @@ class Emulator:
             event = {**_handshake_parts(headers, query), "requestContext": context, "isBase64Encoded": False}
             invocation = await self._invoke(connect.handler, event)
             status = 500 if invocation.error else int((invocation.result or {}).get("statusCode", 200))
-            self._log_invocation("$connect", connection.connection_id, status, invocation)
+            self._log_invocation("$connect", connection.connection_id, status, invocation, context)
             if not 200 <= status < 300:
                 http_status = HTTPStatus(status) if status in HTTPStatus._value2member_map_ else HTTPStatus.FORBIDDEN
                 return websocket.respond(http_status, json.dumps({"message": http_status.phrase}) + "\n")
@@ -394,17 +417,22 @@ class Emulator:
             "requestContext": self._request_context(connection, "$connect", "CONNECT"),
         }
         invocation = await self._invoke(self.backend.functions[function], event)
+        request_context = event["requestContext"]
         if invocation.error is not None:
             # API Gateway: an authorizer raising "Unauthorized" is 401; any other failure is 500.
             status = (
                 HTTPStatus.UNAUTHORIZED if str(invocation.error) == "Unauthorized" else HTTPStatus.INTERNAL_SERVER_ERROR
             )
-            self._log_invocation("$connect:authorizer", connection.connection_id, status.value, invocation)
+            self._log_invocation(
+                "$connect:authorizer", connection.connection_id, status.value, invocation, request_context
+            )
             return status
         policy = invocation.result or {}
         statements = policy.get("policyDocument", {}).get("Statement", [])
         allowed = bool(statements) and all(s.get("Effect") == "Allow" for s in statements)
-        self._log_invocation("$connect:authorizer", connection.connection_id, 200 if allowed else 403, invocation)
+        self._log_invocation(
+            "$connect:authorizer", connection.connection_id, 200 if allowed else 403, invocation, request_context
+        )
         if not allowed:
             return HTTPStatus.FORBIDDEN
         context = {k: v for k, v in (policy.get("context") or {}).items()}
@@ -473,7 +501,9 @@ class Emulator:
         }
         invocation = await self._invoke(route.handler, event)
         result = invocation.result if isinstance(invocation.result, dict) else {}
-        self._log_invocation(route_key, connection.connection_id, result.get("statusCode"), invocation)
+        self._log_invocation(
+            route_key, connection.connection_id, result.get("statusCode"), invocation, event["requestContext"]
+        )
         if invocation.error is not None:
             # What API Gateway sends when the integration fails.
             await self._send(
@@ -503,7 +533,7 @@ class Emulator:
         context["disconnectReason"] = connection.websocket.close_reason or ""
         event = {"headers": {}, "multiValueHeaders": {}, "requestContext": context, "isBase64Encoded": False}
         invocation = await self._invoke(route.handler, event)
-        self._log_invocation("$disconnect", connection.connection_id, context["disconnectStatusCode"], invocation)
+        self._log_invocation("$disconnect", connection.connection_id, 200, invocation, context)
 
 
 def _handshake_parts(headers: dict[str, str], query: dict[str, str]) -> dict[str, Any]:

@@ -142,3 +142,12 @@ def routes(template: dict[str, Any]) -> dict[str, Route]:
 def handler_of(template: dict[str, Any], function: str) -> str:
     """The Handler string (module.function) of a serverless function."""
     return resources_of(template, "AWS::Serverless::Function")[function]["Handler"]
+
+
+def access_log_format(template: dict[str, Any]) -> dict[str, str]:
+    """The WebSocket stage's access-log format (field -> $context variable), or {} without one."""
+    for props in resources_of(template, "AWS::ApiGatewayV2::Stage").values():
+        settings = props.get("AccessLogSettings")
+        if settings and isinstance(settings.get("Format"), str):
+            return json.loads(settings["Format"])
+    return {}

@@ -1,4 +1,4 @@
-"""Local stacks shared by the integration tests, on the template's own limits: one in real time, one at TIME_SCALE=600."""
+"""Local stacks shared by the integration tests, on the template's own limits: real time and TIME_SCALE=600."""
 
 from __future__ import annotations
 

@@ -297,3 +297,29 @@ def test_local_stack_connection_attempts_over_the_limit_get_429() -> None:
         run(scenario())
     finally:
         limited.stop()
+
+
+def test_local_stack_access_log_has_the_stage_format_fields(stack: LocalStackProcess) -> None:
+    import json
+
+    from local_stack import template as cfn
+
+    async def scenario() -> None:
+        wire = await Wire.open(stack.url)
+        reply = await wire.call('{"action":"danceSession"}')
+        assert reply["code"] == "INVALID_ACTION"
+        await wire.close()
+        await asyncio.sleep(0.5)  # $disconnect runs after the close
+
+    run(scenario())
+    fields = set(cfn.access_log_format(cfn.load()))
+    lines = [json.loads(line.split(" ", 1)[1]) for line in stack.log_lines("ACCESS ")]
+    assert lines
+    assert all(set(line) == fields for line in lines)
+    by_route = {}
+    for line in lines:
+        by_route.setdefault(line["routeKey"], []).append(line)
+    assert {"$connect", "$default", "$disconnect"} <= set(by_route)
+    assert by_route["$connect"][-1]["eventType"] == "CONNECT"
+    assert by_route["$disconnect"][-1]["disconnectStatusCode"] == "1000"
+    assert all(line["sourceIp"] == "127.0.0.1" for line in lines)
