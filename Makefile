@@ -19,6 +19,8 @@ PYTHON313 := $(shell for p in python3.13 $$HOME/.pyenv/versions/3.13*/bin/python
 BASE_PYTHON ?= $(if $(PYTHON313),$(PYTHON313),python3)
 
 PORT ?= 8080
+HOST ?= 127.0.0.1
+SEED ?=
 TIME_SCALE ?= 1
 PARAMS ?=
 # The per-IP limits are the template's own (sized for a hall behind one NAT). Every local speaker
@@ -34,7 +36,7 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # --skip-download: no network for Prisma Cloud's guideline mappings (suppressions use CKV ids).
 CHECKOV_ARGS := --framework cloudformation --compact --quiet --skip-download
 
-.PHONY: help venv test lint scan unit demo local token bench build deploy clean has-python313
+.PHONY: help venv test lint scan unit seed invoke demo local token bench build deploy clean has-python313
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -73,8 +75,16 @@ unit: $(STAMP) $(SCAN_STAMP) ## pytest only
 
 test: lint unit ## Everything CI runs: lint, template checks and every test
 
-local: $(LOCAL_STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600: 100 minutes in 10 s; PARAMS="Name=Value ...")
-	@$(PY) -m local_stack --port $(PORT) --time-scale $(TIME_SCALE) $(foreach p,$(LOCAL_LIMITS) $(PARAMS),--param $(p))
+local: $(LOCAL_STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600: 100 minutes in 10 s; PARAMS="Name=Value ..."; SEED=1; HOST=0.0.0.0)
+	@$(PY) -m local_stack --host $(HOST) --port $(PORT) --time-scale $(TIME_SCALE) --env-file .local/env.json \
+		$(if $(filter 1 true yes,$(SEED)),--seed) $(foreach p,$(LOCAL_LIMITS) $(PARAMS),--param $(p))
+
+seed: $(LOCAL_STAMP) ## Put back the session and connections events/ refers to, in a running make local
+	@$(PY) -m local_stack.seed --port $(PORT)
+
+invoke: $(LOCAL_STAMP) ## Run one function on one event against a running make local, like sam local invoke: FN=JoinSessionFunction EVENT=events/join_session.json
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=JoinSessionFunction EVENT=events/join_session.json" >&2; exit 2; }
+	@$(PY) -m local_stack.invoke $(FN) $(EVENT)
 
 token: $(LOCAL_STAMP) ## Print a speaker token for the local stack (SUB=alice for another subject)
 	@$(PY) -m local_stack.tokens --sub $(SUB)

@@ -17,6 +17,15 @@ def main() -> None:
     )
     parser.add_argument("--template", type=Path, default=TEMPLATE, help="the SAM template to serve")
     parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 lets sam local invoke's containers in)"
+    )
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        help="write every function's environment, pointed at this stack, for sam local invoke --env-vars",
+    )
+    parser.add_argument("--seed", action="store_true", help="create the session and connections events/ refers to")
+    parser.add_argument(
         "--param",
         action="append",
         default=[],
@@ -35,7 +44,15 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "src"))
     from local_stack.server import run
 
-    run(args.port, args.time_scale, args.template.resolve(), parameters)
+    run(
+        args.port,
+        args.time_scale,
+        args.template.resolve(),
+        parameters,
+        host=args.host,
+        env_file=args.env_file.resolve() if args.env_file else None,
+        seed=args.seed,
+    )
 
 
 if __name__ == "__main__":

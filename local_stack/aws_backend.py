@@ -196,19 +196,33 @@ class AwsBackend:
             return ACCOUNT
         raise ValueError(f"cannot resolve {name} locally")
 
+    def _resolved(self, variables: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
+        env: dict[str, str] = {}
+        for key, value in variables.items():
+            if key in extra:
+                env[key] = extra[key]
+                continue
+            try:
+                env[key] = self.resolve(value, extra)
+            except ValueError:
+                continue  # e.g. an !If on the Cognito pool: the caller supplies it in `extra`
+        return env
+
+    def _variables(self, function: str | None) -> dict[str, Any]:
+        """The template's environment variables of `function` (Globals first), or of every function."""
+        functions = cfn.resources_of(self.template, "AWS::Serverless::Function")
+        chosen = functions.values() if function is None else [functions[function]]
+        variables: dict[str, Any] = {}
+        for block in [self.template.get("Globals", {}).get("Function", {}), *chosen]:
+            variables.update(block.get("Environment", {}).get("Variables", {}))
+        return variables
+
+    def function_environment(self, function: str, extra: dict[str, str]) -> dict[str, str]:
+        """One function's environment as the template declares it, resolved (`extra` wins)."""
+        return self._resolved(self._variables(function), extra)
+
     def environment(self, extra: dict[str, str]) -> dict[str, str]:
         """The union of every function's environment (they share one process here), resolved."""
-        env: dict[str, str] = {}
-        functions = cfn.resources_of(self.template, "AWS::Serverless::Function")
-        blocks = [self.template.get("Globals", {}).get("Function", {}), *functions.values()]
-        for block in blocks:
-            for key, value in block.get("Environment", {}).get("Variables", {}).items():
-                if key in extra:
-                    env[key] = extra[key]
-                    continue
-                try:
-                    env[key] = self.resolve(value, extra)
-                except ValueError:
-                    continue  # e.g. an !If on the Cognito pool: the caller supplies it in `extra`
+        env = self._resolved(self._variables(None), extra)
         env.update({k: v for k, v in extra.items() if k.isupper()})
         return env

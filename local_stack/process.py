@@ -27,8 +27,14 @@ class LocalStackProcess:
         template: Path | None = None,
         extra_env: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
+        seed: bool = False,
+        env_file: Path | None = None,
     ) -> None:
         cmd = [sys.executable, "-m", "local_stack", "--port", "0", "--time-scale", str(time_scale)]
+        if seed:
+            cmd.append("--seed")
+        if env_file is not None:
+            cmd += ["--env-file", str(env_file)]
         for name, value in (params or {}).items():
             cmd += ["--param", f"{name}={value}"]
         if template is not None:
