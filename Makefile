@@ -36,7 +36,7 @@ export AWS_DEFAULT_REGION ?= $(REGION)
 # --skip-download: no network for Prisma Cloud's guideline mappings (suppressions use CKV ids).
 CHECKOV_ARGS := --framework cloudformation --compact --quiet --skip-download
 
-.PHONY: help venv test lint scan unit seed invoke demo local token bench build deploy clean has-python313
+.PHONY: help venv test lint scan unit seed invoke web browser-deps node-test demo local token bench build deploy clean has-python313
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -59,6 +59,30 @@ $(SCAN_STAMP): requirements-scan.txt constraints-scan.txt
 	@$(SCAN_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-scan.txt -c constraints-scan.txt
 	@touch $@
 
+# The pages' one library (the QR code) and the accessibility checker the browser tests inject,
+# pinned by package-lock.json; copied into web/vendor/ (no CDN, no build step).
+WEB_STAMP := node_modules/.installed
+$(WEB_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make: the web pages need npm (Node.js): apt-get install -y nodejs npm" >&2; exit 1; }
+	@npm ci --no-audit --no-fund --silent
+	@touch $@
+
+web/vendor/qrcode.mjs: $(WEB_STAMP)
+	@mkdir -p web/vendor && cp node_modules/qrcode-generator/dist/qrcode.mjs $@
+
+web: web/vendor/qrcode.mjs ## Install the pages' pinned JavaScript (npm ci) into web/vendor/
+
+# The browser tests drive Debian's Chromium and feed it speech made by espeak-ng.
+browser-deps: ## Install Chromium, espeak-ng and sox when missing (root with apt-get), or say the command
+	@if command -v chromium >/dev/null && command -v espeak-ng >/dev/null && command -v sox >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing chromium, espeak-ng and sox with apt-get" >&2; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium espeak-ng sox >/dev/null; \
+	else echo "make: the browser tests need Chromium, espeak-ng and sox: sudo apt-get install -y chromium espeak-ng sox" >&2; exit 1; fi
+
+node-test: web ## The web client's pure logic with Node's built-in test runner
+	node --test web/test/*.test.mjs
+
 venv: $(STAMP) $(SCAN_STAMP) ## Create .venv (and .venv-scan) and install every dependency
 
 lint: $(STAMP) scan ## ruff, cfn-lint, sam validate --lint and the security scan
@@ -70,12 +94,12 @@ lint: $(STAMP) scan ## ruff, cfn-lint, sam validate --lint and the security scan
 scan: $(SCAN_STAMP) ## checkov on template.yaml: fails on any finding neither fixed nor suppressed with a reason
 	$(SCAN_VENV)/bin/checkov $(CHECKOV_ARGS) -f template.yaml
 
-unit: $(STAMP) $(SCAN_STAMP) ## pytest only
+unit: $(STAMP) $(SCAN_STAMP) web browser-deps ## pytest only (browser tests included)
 	$(PY) -m pytest
 
-test: lint unit ## Everything CI runs: lint, template checks and every test
+test: lint node-test unit ## Everything CI runs: lint, template checks, the Node tests and every pytest test
 
-local: $(LOCAL_STAMP) ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600: 100 minutes in 10 s; PARAMS="Name=Value ..."; SEED=1; HOST=0.0.0.0)
+local: $(LOCAL_STAMP) web ## Serve the app on ws://127.0.0.1:$(PORT) (TIME_SCALE=600: 100 minutes in 10 s; PARAMS="Name=Value ..."; SEED=1; HOST=0.0.0.0)
 	@$(PY) -m local_stack --host $(HOST) --port $(PORT) --time-scale $(TIME_SCALE) --env-file .local/env.json \
 		$(if $(filter 1 true yes,$(SEED)),--seed) $(foreach p,$(LOCAL_LIMITS) $(PARAMS),--param $(p))
 

@@ -33,7 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from local_stack import template as cfn
-from local_stack import tokens
+from local_stack import tokens, web
 from local_stack.aws_backend import MOTO_LOCK, AwsBackend, resolve_handler
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit (close 1009 above it)
@@ -109,6 +109,8 @@ class Emulator:
         self.seed_on_start = seed
         self.seeded: set[str] = set()  # connection ids that events/ uses: live for the management API
         self._moto_app: Any = None
+        self.sign_in = web.LocalSignIn()
+        self._config = b"{}"
         self._extra_env: dict[str, str] = {}
 
     # -- time ----------------------------------------------------------------------------------
@@ -136,6 +138,7 @@ class Emulator:
             await self._seed()
         if self.env_file is not None:
             self.write_env_file(self.env_file)
+        self.write_page_config()
         self._internal = await unix_serve(
             self._session,
             path=self._socket_path,
@@ -218,6 +221,8 @@ class Emulator:
 
     async def serve_forever(self, ready: Callable[[str], None] | None = None) -> None:
         await self.start()
+        self._log(f"SPEAKER PAGE  {self.web_origin}/speaker.html")
+        self._log(f"LISTENER PAGE {self.web_origin}/?session=SESSION_ID&lang=es")
         (ready or (lambda url: print(f"READY {url}", flush=True)))(self.url)
         try:
             await asyncio.Event().wait()
@@ -297,6 +302,10 @@ class Emulator:
         if not path.startswith(prefix) and _is_aws_api_call(headers):
             await self._aws_api(method, target, headers, body, writer)
             return
+        page = self._web(method, target, body)
+        if page is not None:
+            await _respond(writer, *page)
+            return
         if method == "POST" and path == LOCAL_SEED:
             await self._seed()
             status, payload = HTTPStatus.OK, {"seeded": sorted(self.seeded)}
@@ -315,6 +324,34 @@ class Emulator:
         with contextlib.suppress(ConnectionError):
             await writer.drain()
         writer.close()
+
+    def _web(self, method: str, target: str, body: bytes) -> web.Response | None:
+        """The pages, their configuration and the development sign-in; None for anything else."""
+        parts = urlsplit(target)
+        if method == "GET" and parts.path == "/config.json":
+            return HTTPStatus.OK, {"Content-Type": "application/json", "Cache-Control": "no-store"}, self._config
+        if parts.path == "/oauth2/authorize":
+            if method == "POST":
+                return self.sign_in.authorize_submit(body)
+            return self.sign_in.authorize_form(parts.query)
+        if method == "POST" and parts.path == "/oauth2/token":
+            return self.sign_in.token(body)
+        if method == "GET":
+            return web.static_file(parts.path)
+        return None
+
+    @property
+    def web_origin(self) -> str:
+        return f"http://{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{self.port}"  # noqa: S104
+
+    def write_page_config(self) -> None:
+        """The pages' configuration (what a deployment writes from its outputs), served as /config.json."""
+        config = web.page_config(self.url.replace("0.0.0.0", "127.0.0.1"), self.web_origin)  # noqa: S104
+        self._config = json.dumps(config, indent=2).encode()
+        path = cfn.ROOT / ".local" / "config.json"
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(self._config)
 
     async def _aws_api(
         self, method: str, target: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
@@ -338,13 +375,7 @@ class Emulator:
             return status, list(response_headers.items()), data
 
         status, response_headers, data = await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        head = [f"HTTP/1.1 {status}"]
-        head += [f"{k}: {v}" for k, v in response_headers if k.lower() not in ("content-length", "connection")]
-        head += [f"Content-Length: {len(data)}", "Connection: close"]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
+        await _respond(writer, status, dict(response_headers), data)
 
     async def _table_dump(self, logical_id: str) -> tuple[HTTPStatus, Any]:
         """Local only: every item of a template table, for inspection and the benchmarks' final checks."""
@@ -641,6 +672,20 @@ def _handshake_parts(headers: dict[str, str], query: dict[str, str]) -> dict[str
         "queryStringParameters": query or None,
         "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} or None,
     }
+
+
+async def _respond(
+    writer: asyncio.StreamWriter, status: HTTPStatus | str, headers: dict[str, str], data: bytes
+) -> None:
+    """Write one HTTP/1.1 response and close the connection."""
+    line = f"{status.value} {status.phrase}" if isinstance(status, HTTPStatus) else status
+    head = [f"HTTP/1.1 {line}"]
+    head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("content-length", "connection")]
+    head += [f"Content-Length: {len(data)}", "Connection: close"]
+    writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+    writer.close()
 
 
 def _is_aws_api_call(headers: dict[str, str]) -> bool:
