@@ -85,7 +85,14 @@ class LocalStackProcess:
         )
 
     def log_lines(self, needle: str) -> list[str]:
-        return [line for line in list(self.lines) if needle in line]
+        """The emulator's own log lines (route, connection, outcome) that contain `needle`."""
+        return [line for line in list(self.lines) if needle in line and not line.startswith("ACCESS ")]
+
+    def access_log(self) -> list[dict[str, str]]:
+        """The stage access-log lines the emulator wrote, parsed."""
+        import json
+
+        return [json.loads(line.split(" ", 1)[1]) for line in list(self.lines) if line.startswith("ACCESS ")]
 
     def stop(self) -> int:
         if self.process.poll() is None:

@@ -300,8 +300,6 @@ def test_local_stack_connection_attempts_over_the_limit_get_429() -> None:
 
 
 def test_local_stack_access_log_has_the_stage_format_fields(stack: LocalStackProcess) -> None:
-    import json
-
     from local_stack import template as cfn
 
     async def scenario() -> None:
@@ -313,7 +311,7 @@ def test_local_stack_access_log_has_the_stage_format_fields(stack: LocalStackPro
 
     run(scenario())
     fields = set(cfn.access_log_format(cfn.load()))
-    lines = [json.loads(line.split(" ", 1)[1]) for line in stack.log_lines("ACCESS ")]
+    lines = stack.access_log()
     assert lines
     assert all(set(line) == fields for line in lines)
     by_route = {}
