@@ -126,8 +126,9 @@ build: $(STAMP) ## sam build (needs python3.13 on PATH)
 	@if [ -z "$(PYTHON313)" ]; then echo "make build: no python3.13 found (PATH, ~/.pyenv/versions/3.13*); install one, e.g. 'pyenv install 3.13'" >&2; exit 1; fi
 	PATH="$$(dirname $(PYTHON313)):$$PATH" $(BIN)/sam build --template template.yaml
 
-deploy: build ## sam deploy --config-env $(ENV)
+deploy: build web ## sam deploy --config-env $(ENV), then the web app: upload, configuration, CloudFront invalidation
 	$(BIN)/sam deploy --config-env $(ENV)
+	$(PY) -m deploy.publish --config-env $(ENV)
 
 clean: ## Remove build output and caches (keeps .venv)
 	rm -rf .aws-sam .pytest_cache .ruff_cache .hypothesis

@@ -165,9 +165,7 @@ class Emulator:
 
         extra = {
             "MANAGEMENT_ENDPOINT": self.management_endpoint,
-            "JWT_ISSUER": tokens.ISSUER,
-            "JWKS_URL": f"http://{self.host}:{self.port}{tokens.JWKS_PATH}",
-            "JWT_CLIENT_ID": tokens.CLIENT_ID,
+            **self._issuer(),
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL", "WARNING"),
@@ -185,6 +183,25 @@ class Emulator:
             if route.authorizer_function:
                 self._handler(self.backend.functions[route.authorizer_function])
 
+    def _issuer(self) -> dict[str, str]:
+        """Whose tokens the authorizer accepts: the development key's, or the issuer given as PARAMS.
+
+        `make local PARAMS="JwtIssuer=... JwksUrl=... JwtClientId=..."` verifies tokens from that
+        issuer (a real Cognito pool, say), as the template does when JwtIssuer is set.
+        """
+        issuer = self.backend.parameters.get("JwtIssuer", "")
+        if not issuer:
+            return {
+                "JWT_ISSUER": tokens.ISSUER,
+                "JWKS_URL": f"http://{self.host}:{self.port}{tokens.JWKS_PATH}",
+                "JWT_CLIENT_ID": tokens.CLIENT_ID,
+            }
+        client_id = self.backend.parameters.get("JwtClientId", "")
+        if not client_id:
+            raise ValueError("JwtIssuer needs JwtClientId (as the template requires)")
+        jwks_url = self.backend.parameters.get("JwksUrl") or f"{issuer.rstrip('/')}/.well-known/jwks.json"
+        return {"JWT_ISSUER": issuer, "JWKS_URL": jwks_url, "JWT_CLIENT_ID": client_id}
+
     def function_environments(self, host: str) -> dict[str, dict[str, str]]:
         """What `sam local invoke --env-vars` takes: every function's environment, pointed at this stack via `host`."""
         endpoint = f"http://{host}:{self.port}"
@@ -192,7 +209,7 @@ class Emulator:
         extra = {
             **{k: v for k, v in self._extra_env.items() if k != "POWERTOOLS_LOG_LEVEL"},
             "MANAGEMENT_ENDPOINT": f"{endpoint}/{self.stage}",
-            "JWKS_URL": f"{endpoint}{tokens.JWKS_PATH}",
+            **({} if self.backend.parameters.get("JwtIssuer") else {"JWKS_URL": f"{endpoint}{tokens.JWKS_PATH}"}),
             "AWS_ENDPOINT_URL": endpoint,
         }
         return {function: self.backend.function_environment(function, extra) for function in self.backend.functions}

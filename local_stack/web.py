@@ -22,43 +22,18 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from deploy.pages import CONTENT_TYPES, SCOPES, WEB_ROOT, cache_control
+from deploy.pages import page_config as _page_config
 from local_stack import tokens
-from local_stack.template import ROOT
 
-WEB_ROOT = ROOT / "web"
-LANGUAGES = ROOT / "src" / "broadcast" / "data" / "languages.json"
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".js": "text/javascript; charset=utf-8",  # ES modules and audio worklets need a JavaScript type
-    ".mjs": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-    ".svg": "image/svg+xml",
-    ".png": "image/png",
-    ".ico": "image/x-icon",
-    ".webmanifest": "application/manifest+json",
-}
 CODE_LIFETIME = 300
-SCOPES = "openid email profile"
 
 Response = tuple[HTTPStatus, dict[str, str], bytes]
 
 
 def page_config(websocket_url: str, origin: str) -> dict[str, Any]:
     """What the pages read from /config.json; `make deploy` writes the same shape from the stack's outputs."""
-    languages = json.loads(LANGUAGES.read_text())["languages"]
-    return {
-        "webSocketUrl": websocket_url,
-        "listenerUrl": f"{origin}/",
-        "languages": languages,
-        "auth": {
-            "authorizeUrl": f"{origin}/oauth2/authorize",
-            "tokenUrl": f"{origin}/oauth2/token",
-            "logoutUrl": f"{origin}/logout",
-            "clientId": tokens.CLIENT_ID,
-            "scopes": SCOPES,
-        },
-    }
+    return _page_config(websocket_url, f"{origin}/", origin, tokens.CLIENT_ID)
 
 
 def static_file(path: str) -> Response | None:
@@ -70,7 +45,7 @@ def static_file(path: str) -> Response | None:
     content_type = CONTENT_TYPES.get(target.suffix)
     if content_type is None:
         return None
-    return HTTPStatus.OK, {"Content-Type": content_type, "Cache-Control": "no-cache"}, target.read_bytes()
+    return HTTPStatus.OK, {"Content-Type": content_type, "Cache-Control": cache_control(relative)}, target.read_bytes()
 
 
 def _json(status: HTTPStatus, payload: Any) -> Response:

@@ -22,13 +22,18 @@ const debug = (window.broadcastDebug = { sent: [], events: [] });
 
 const config = await loadConfig();
 const params = new URLSearchParams(location.search);
-const auth = new Auth(config.auth);
+// A deployment with an external issuer may have no managed login for the page (docs/deploy.md).
+const auth = config.auth ? new Auth(config.auth) : { signedIn: false, completeSignIn: async () => false };
 const counts = { framesSent: 0, refreshes: 0 };
 let speaker = null;
 let capture = null;
 let muted = false;
 
 function render() {
+  if (!config.auth) {
+    $("status").textContent = "Sign-in is not configured for this deployment.";
+    return;
+  }
   $("signed-out").hidden = auth.signedIn;
   $("setup").hidden = !auth.signedIn || speaker !== null;
   $("who").textContent = auth.signedIn ? `Signed in as ${auth.userName}.` : "";

@@ -18,11 +18,16 @@ class InvalidToken(Exception):
 
 @dataclass(frozen=True)
 class TokenSettings:
-    """Which tokens are accepted: Cognito issuer, its JWKS and the app client id."""
+    """Which tokens are accepted: Cognito issuer, its JWKS and the app client id(s), comma-separated."""
 
     issuer: str
     jwks_url: str
     client_id: str
+
+    @property
+    def client_ids(self) -> frozenset[str]:
+        """The accepted app clients: the web pages' client and the command line's, for example."""
+        return frozenset(part.strip() for part in self.client_id.split(",") if part.strip())
 
     @classmethod
     def from_env(cls) -> TokenSettings:
@@ -71,10 +76,10 @@ class TokenVerifier:
         if use == "id":
             audience = claims.get("aud")
             audiences = audience if isinstance(audience, list) else [audience]
-            if self.settings.client_id not in audiences:
+            if not self.settings.client_ids.intersection(a for a in audiences if isinstance(a, str)):
                 raise InvalidToken("wrong audience")
         elif use == "access":
-            if claims.get("client_id") != self.settings.client_id:
+            if claims.get("client_id") not in self.settings.client_ids:
                 raise InvalidToken("wrong client")
         else:
             raise InvalidToken("wrong token_use")

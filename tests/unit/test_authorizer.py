@@ -163,3 +163,19 @@ def test_authorizer_missing_settings_fail_loudly(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv("JWT_ISSUER", raising=False)
     with pytest.raises(RuntimeError, match="JWT_ISSUER"):
         TokenSettings.from_env()
+
+
+def test_authorizer_accepts_each_of_several_app_clients_and_no_other(
+    keys: KeySet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The web pages and the command line sign in through two app clients of one pool.
+    from broadcast.auth import TokenSettings, TokenVerifier
+    from broadcast.handlers import authorizer
+
+    settings = TokenSettings(ISSUER, "https://jwks.invalid/.well-known/jwks.json", f"web-client, {CLIENT_ID}")
+    monkeypatch.setattr(authorizer, "_verifier", TokenVerifier(settings, jwks_client=keys.jwks_client()))
+    assert authorize(keys.token("id", aud="web-client"))["context"]["userId"] == "alice"
+    assert authorize(keys.token("access", client_id="web-client"))["context"]["userId"] == "alice"
+    assert authorize(keys.token("id"))["context"]["userId"] == "alice"
+    assert_refused(keys.token("id", aud="another-client"))
+    assert_refused(keys.token("access", client_id="web-client,another-client"))
