@@ -33,8 +33,10 @@ def speech(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(speech: Path) -> Iterator[Any]:
+    """Module-scoped: Playwright's sync API runs an event loop on this thread until it stops, and
+    every other test module's asyncio.run() needs the thread free of it."""
     from playwright.sync_api import sync_playwright
 
     assert Path(CHROMIUM).exists(), "Chromium is installed by `make browser-deps`"
