@@ -16,6 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from botocore.awsrequest import AWSResponse
+
+from local_stack import aws_faults
 from local_stack import template as cfn
 from local_stack.lambda_bridge import LambdaBridge
 
@@ -36,7 +39,11 @@ def _serialize_moto() -> None:
     unlocked = BotocoreStubber.__call__
 
     def locked(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
-        with MOTO_LOCK:
+        # DynamoDB's transaction contention first (outside the lock, so transactions overlap).
+        guard = aws_faults.guard(event_name, request)
+        if isinstance(guard, AWSResponse):
+            return guard
+        with guard, MOTO_LOCK:
             return unlocked(self, event_name, request, **kwargs)
 
     locked._locked = True  # type: ignore[attr-defined]
@@ -104,6 +111,11 @@ class AwsBackend:
         self._mock: Any = None
         self._bridge: LambdaBridge | None = None
 
+    def key_attributes(self) -> dict[str, list[str]]:
+        """Table name -> its key attribute names, from the template."""
+        tables = cfn.resources_of(self.template, "AWS::DynamoDB::Table")
+        return {self.table_names[t]: [k["AttributeName"] for k in p["KeySchema"]] for t, p in tables.items()}
+
     def function_arn(self, logical_id: str) -> str:
         return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.stack_name}-{logical_id}"
 
@@ -117,6 +129,8 @@ class AwsBackend:
         os.environ["AWS_DEFAULT_REGION"] = REGION
         _serialize_moto()
         _scale_waits(self.time_scale)
+        if aws_faults.enabled_by_environment():
+            aws_faults.install(aws_faults.DynamoContention(self.key_attributes()))
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         ddb = boto3.client("dynamodb", region_name=REGION)
@@ -152,6 +166,7 @@ class AwsBackend:
         raise ValueError(f"cannot resolve DefinitionSubstitution {value!r} locally")
 
     def stop(self) -> None:
+        aws_faults.install(None)
         if self._bridge:
             self._bridge.uninstall()
         if self._mock:

@@ -123,3 +123,12 @@ def driver(backend: Any) -> Any:
     from tests.helpers import Driver
 
     return Driver()
+
+
+@pytest.fixture
+def threaded(backend: Any) -> Any:
+    """moto made safe for threads the way the local stack does it (one lock around every request)."""
+    from local_stack.aws_backend import _serialize_moto
+
+    _serialize_moto()
+    return backend

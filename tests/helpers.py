@@ -168,3 +168,18 @@ def assert_invariants(backend: Any) -> None:
         assert counted == per_language, (session, per_language)
         if session["isActive"] and "speakerGoneAt" not in session:
             assert session["speakerConnectionId"] in live, session
+
+
+def run_concurrently(*actions: Any, workers: int = 16) -> list[Any]:
+    """Run every action on its own thread, all released at once; their results in order."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = threading.Barrier(len(actions))
+
+    def go(action: Any) -> Any:
+        start.wait()
+        return action()
+
+    with ThreadPoolExecutor(max_workers=max(workers, len(actions))) as pool:
+        return list(pool.map(go, actions))

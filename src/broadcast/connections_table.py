@@ -8,7 +8,7 @@ from typing import Any
 
 from broadcast import aws
 from broadcast.config import settings
-from broadcast.dynamo import from_item, to_item, values
+from broadcast.dynamo import from_item, retry_conflicts, to_item, values
 
 SESSION_INDEX = "sessionId-targetLanguage-index"
 
@@ -63,7 +63,7 @@ def _table() -> str:
 
 def register(connection: Connection) -> None:
     """Record a new connection ($connect); a retried delivery simply writes the same item again."""
-    _ddb().put_item(TableName=_table(), Item=connection.as_item())
+    retry_conflicts(lambda: _ddb().put_item(TableName=_table(), Item=connection.as_item()))
 
 
 def get(connection_id: str) -> Connection | None:
@@ -75,7 +75,7 @@ def get(connection_id: str) -> Connection | None:
 
 def delete(connection_id: str) -> None:
     """Delete the record; deleting a missing record is not an error (disconnect is at-least-once)."""
-    _ddb().delete_item(TableName=_table(), Key={"connectionId": {"S": connection_id}})
+    retry_conflicts(lambda: _ddb().delete_item(TableName=_table(), Key={"connectionId": {"S": connection_id}}))
 
 
 def put_in_session(connection: Connection, *, allow_repeat: bool) -> dict[str, Any]:

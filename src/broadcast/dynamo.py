@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+T = TypeVar("T")
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -41,3 +45,41 @@ def cancellation_reasons(exc: BaseException) -> list[dict[str, Any]]:
     """The per-item reasons of a TransactionCanceledException, each with its Code and maybe its old Item."""
     response = getattr(exc, "response", None) or {}
     return list(response.get("CancellationReasons", []))
+
+
+# Overlapping transactions on one item are cancelled with TransactionConflict, and a plain write
+# to an item inside a transaction gets TransactionConflictException; botocore retries neither.
+# A hall's joins, leaves and refreshes all write the session item, so they are retried here with
+# full jitter: 10 attempts wait at most 20 + 40 + ... + 320 ms, then 500 ms each (3.1 s in all),
+# inside every handler's 10 s timeout; 20 listeners joining in the same instant all get in
+# (tests/unit/test_contention.py).
+CONFLICT_ATTEMPTS = 10
+CONFLICT_BASE_SECONDS = 0.02
+CONFLICT_MAX_PAUSE_SECONDS = 0.5
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """A write that lost to a concurrent transaction and may simply be tried again."""
+    response = getattr(exc, "response", None)
+    code = str((response or {}).get("Error", {}).get("Code", "")) if isinstance(response, dict) else ""
+    if code == "TransactionConflictException":
+        return True
+    if code != "TransactionCanceledException":
+        return False
+    codes = {reason.get("Code") for reason in cancellation_reasons(exc)}
+    return "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
+
+
+def retry_conflicts(write: Callable[[], T]) -> T:
+    """Run `write`, again after a jittered pause whenever a concurrent transaction got there first."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            return write()
+        except Exception as exc:
+            if attempt == CONFLICT_ATTEMPTS - 1 or not is_conflict(exc):
+                raise
+            from broadcast.observability import count
+
+            count("TransactionConflictsRetried")
+            time.sleep(random.uniform(0, min(CONFLICT_MAX_PAUSE_SECONDS, CONFLICT_BASE_SECONDS * 2**attempt)))
+    raise AssertionError("unreachable")

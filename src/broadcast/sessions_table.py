@@ -8,7 +8,7 @@ from typing import Any
 from broadcast import aws, connections_table
 from broadcast.config import settings
 from broadcast.connections_table import Connection
-from broadcast.dynamo import cancellation_reasons, from_item, to_item, values
+from broadcast.dynamo import cancellation_reasons, from_item, retry_conflicts, to_item, values
 from broadcast.errors import InvalidParameters, SessionFull, SessionNotFound
 
 
@@ -110,17 +110,19 @@ def create_with_speaker(session: Session, speaker: Connection) -> None:
         }
     )
     try:
-        _ddb().transact_write_items(
-            TransactItems=[
-                {
-                    "Put": {
-                        "TableName": _table(),
-                        "Item": item,
-                        "ConditionExpression": "attribute_not_exists(sessionId)",
-                    }
-                },
-                connections_table.put_in_session(speaker, allow_repeat=False),
-            ]
+        retry_conflicts(
+            lambda: _ddb().transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": _table(),
+                            "Item": item,
+                            "ConditionExpression": "attribute_not_exists(sessionId)",
+                        }
+                    },
+                    connections_table.put_in_session(speaker, allow_repeat=False),
+                ]
+            )
         )
     except Exception as exc:
         if not _is_cancelled(exc):
@@ -147,22 +149,24 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> None:
         condition += " AND listenerCount < :max"
         condition_values.update(values(max=max_listeners))
     try:
-        _ddb().transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": _table(),
-                        "Key": _key(listener.session_id),
-                        "UpdateExpression": "ADD listenerCount :one "
-                        "SET #counts.#lang = if_not_exists(#counts.#lang, :zero) + :one",
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": condition_values,
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
-                connections_table.put_in_session(listener, allow_repeat=False),
-            ]
+        retry_conflicts(
+            lambda: _ddb().transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": _table(),
+                            "Key": _key(listener.session_id),
+                            "UpdateExpression": "ADD listenerCount :one "
+                            "SET #counts.#lang = if_not_exists(#counts.#lang, :zero) + :one",
+                            "ConditionExpression": condition,
+                            "ExpressionAttributeNames": names,
+                            "ExpressionAttributeValues": condition_values,
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    connections_table.put_in_session(listener, allow_repeat=False),
+                ]
+            )
         )
     except Exception as exc:
         if not _is_cancelled(exc):
@@ -180,20 +184,22 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> None:
 def remove_listener(connection_id: str, session_id: str, target_language: str) -> bool:
     """Delete a listener's record and uncount it in one transaction; False when it was already gone."""
     try:
-        _ddb().transact_write_items(
-            TransactItems=[
-                connections_table.delete_listener(connection_id, session_id),
-                {
-                    "Update": {
-                        "TableName": _table(),
-                        "Key": _key(session_id),
-                        "UpdateExpression": "ADD listenerCount :minus SET #counts.#lang = #counts.#lang - :one",
-                        "ConditionExpression": "listenerCount > :zero AND #counts.#lang > :zero",
-                        "ExpressionAttributeNames": {"#counts": "languageCounts", "#lang": target_language},
-                        "ExpressionAttributeValues": values(minus=-1, one=1, zero=0),
-                    }
-                },
-            ]
+        retry_conflicts(
+            lambda: _ddb().transact_write_items(
+                TransactItems=[
+                    connections_table.delete_listener(connection_id, session_id),
+                    {
+                        "Update": {
+                            "TableName": _table(),
+                            "Key": _key(session_id),
+                            "UpdateExpression": "ADD listenerCount :minus SET #counts.#lang = #counts.#lang - :one",
+                            "ConditionExpression": "listenerCount > :zero AND #counts.#lang > :zero",
+                            "ExpressionAttributeNames": {"#counts": "languageCounts", "#lang": target_language},
+                            "ExpressionAttributeValues": values(minus=-1, one=1, zero=0),
+                        }
+                    },
+                ]
+            )
         )
         return True
     except Exception as exc:
@@ -217,22 +223,26 @@ def swap_speaker_connection(speaker: Connection, *, user_id: str, expires_at: in
     """
     assert speaker.session_id
     try:
-        _ddb().transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": _table(),
-                        "Key": _key(speaker.session_id),
-                        "UpdateExpression": "SET speakerConnectionId = :conn, expiresAt = :exp REMOVE speakerGoneAt",
-                        "ConditionExpression": "isActive = :true AND speakerUserId = :uid",
-                        "ExpressionAttributeValues": values(
-                            conn=speaker.connection_id, exp=expires_at, true=True, uid=user_id
-                        ),
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
-                connections_table.put_in_session(speaker, allow_repeat=True),
-            ]
+        retry_conflicts(
+            lambda: _ddb().transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": _table(),
+                            "Key": _key(speaker.session_id),
+                            "UpdateExpression": (
+                                "SET speakerConnectionId = :conn, expiresAt = :exp REMOVE speakerGoneAt"
+                            ),
+                            "ConditionExpression": "isActive = :true AND speakerUserId = :uid",
+                            "ExpressionAttributeValues": values(
+                                conn=speaker.connection_id, exp=expires_at, true=True, uid=user_id
+                            ),
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                        }
+                    },
+                    connections_table.put_in_session(speaker, allow_repeat=True),
+                ]
+            )
         )
     except Exception as exc:
         if not _is_cancelled(exc):
@@ -289,16 +299,18 @@ def _end(
     raise_old: bool = False,
 ) -> bool:
     try:
-        _ddb().update_item(
-            TableName=_table(),
-            Key=_key(session_id),
-            UpdateExpression="SET isActive = :false, endReason = :reason, expiresAt = :exp",
-            ConditionExpression=condition,
-            ExpressionAttributeValues={
-                **condition_values,
-                **values(true=True, false=False, reason=reason, exp=expires_at),
-            },
-            ReturnValuesOnConditionCheckFailure="ALL_OLD" if raise_old else "NONE",
+        retry_conflicts(
+            lambda: _ddb().update_item(
+                TableName=_table(),
+                Key=_key(session_id),
+                UpdateExpression="SET isActive = :false, endReason = :reason, expiresAt = :exp",
+                ConditionExpression=condition,
+                ExpressionAttributeValues={
+                    **condition_values,
+                    **values(true=True, false=False, reason=reason, exp=expires_at),
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD" if raise_old else "NONE",
+            )
         )
         return True
     except Exception as exc:
@@ -313,12 +325,14 @@ def _end(
 def mark_speaker_gone(session_id: str, connection_id: str, *, at: int) -> bool:
     """Note that the current speaker connection left, starting the grace period; False if it was not current."""
     try:
-        _ddb().update_item(
-            TableName=_table(),
-            Key=_key(session_id),
-            UpdateExpression="SET speakerGoneAt = :at",
-            ConditionExpression="isActive = :true AND speakerConnectionId = :conn",
-            ExpressionAttributeValues=values(at=at, true=True, conn=connection_id),
+        retry_conflicts(
+            lambda: _ddb().update_item(
+                TableName=_table(),
+                Key=_key(session_id),
+                UpdateExpression="SET speakerGoneAt = :at",
+                ConditionExpression="isActive = :true AND speakerConnectionId = :conn",
+                ExpressionAttributeValues=values(at=at, true=True, conn=connection_id),
+            )
         )
         return True
     except Exception as exc:

@@ -7,9 +7,7 @@ listener records and that every active session's speaker connection is live.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,26 +16,7 @@ from botocore.awsrequest import AWSResponse
 
 from broadcast import aws, config, timer
 from broadcast.handlers import send_audio
-from local_stack.aws_backend import _serialize_moto
-from tests.helpers import Driver, assert_invariants, audio_event
-
-
-@pytest.fixture
-def threaded(backend: Any) -> Any:
-    """moto made safe for threads the way the local stack does it (one lock around every request)."""
-    _serialize_moto()
-    return backend
-
-
-def run_concurrently(*actions: Any, workers: int = 16) -> list[Any]:
-    start = threading.Barrier(len(actions))
-
-    def go(action: Any) -> Any:
-        start.wait()
-        return action()
-
-    with ThreadPoolExecutor(max_workers=max(workers, len(actions))) as pool:
-        return list(pool.map(go, actions))
+from tests.helpers import Driver, assert_invariants, audio_event, run_concurrently
 
 
 def test_race_concurrent_joins_at_capacity_never_overfill(threaded: Any, monkeypatch: pytest.MonkeyPatch) -> None:

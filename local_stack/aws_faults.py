@@ -1,0 +1,149 @@
+"""DynamoDB's transaction contention, emulated over moto (which serializes every request and so never conflicts).
+
+On DynamoDB a TransactWriteItems that overlaps another in-flight transaction on any of its items
+is cancelled with reason `TransactionConflict`, and a single-item write to an item inside an
+in-flight transaction fails with `TransactionConflictException`; botocore retries neither. Here
+every transaction holds its items for `transaction_seconds` (DynamoDB's transactions take tens
+of milliseconds) before it is applied, outside moto's lock, so concurrent ones really overlap.
+(moto's TransactWriteItems still copies the whole table per call: the emulator's cost, O(table).)
+
+On by default in the local stack and in the tests that ask for it (`contention` fixture);
+`LOCAL_STACK_AWS_FAULTS=off` switches it off for debugging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.awsrequest import AWSResponse
+
+SWITCH = "LOCAL_STACK_AWS_FAULTS"
+SINGLE_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
+
+
+def enabled_by_environment() -> bool:
+    """The documented switch: LOCAL_STACK_AWS_FAULTS=off turns the emulated failures off."""
+    return os.environ.get(SWITCH, "on").lower() not in ("off", "0", "false", "no")
+
+
+class _RawBody:
+    """The minimal raw response botocore reads a stubbed body from."""
+
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+        self._done = False
+
+    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
+        if not self._done:
+            self._done = True
+            yield self._body
+
+
+def _error(request: Any, code: str, message: str, **extra: Any) -> AWSResponse:
+    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message, **extra}).encode()
+    headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
+    return AWSResponse(request.url, 400, headers, _RawBody(body))
+
+
+class DynamoContention:
+    """Tracks the items of in-flight transactions; refuses what DynamoDB would refuse."""
+
+    def __init__(self, key_attributes: dict[str, list[str]], transaction_seconds: float = 0.02) -> None:
+        self.key_attributes = key_attributes  # table name -> its key attribute names
+        self.transaction_seconds = transaction_seconds
+        self.enabled = True
+        self.transaction_conflicts = 0  # transactions cancelled with TransactionConflict
+        self.write_conflicts = 0  # single-item writes refused with TransactionConflictException
+        self._in_flight: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def _key(self, table: str, item: dict[str, Any]) -> tuple[str, str]:
+        names = self.key_attributes.get(table) or sorted(item)
+        return table, json.dumps({n: item.get(n) for n in names}, sort_keys=True)
+
+    def _transaction_keys(self, body: dict[str, Any]) -> list[tuple[str, str] | None]:
+        keys: list[tuple[str, str] | None] = []
+        for entry in body.get("TransactItems", []):
+            (kind, op), *_ = entry.items()
+            item = op.get("Item") if kind == "Put" else op.get("Key")
+            keys.append(self._key(op["TableName"], item or {}))
+        return keys
+
+    @contextlib.contextmanager
+    def _holding(self, keys: list[tuple[str, str]]) -> Iterator[None]:
+        try:
+            yield
+        finally:
+            with self._lock:
+                for key in keys:
+                    self._in_flight[key] -= 1
+                    if not self._in_flight[key]:
+                        del self._in_flight[key]
+
+    def guard(self, event_name: str, request: Any) -> AWSResponse | contextlib.AbstractContextManager[None]:
+        """An error response for a request DynamoDB would refuse now, else a context holding its items."""
+        if not self.enabled or not event_name.startswith("before-send.dynamodb."):
+            return contextlib.nullcontext()
+        operation = event_name.rsplit(".", 1)[-1]
+        if operation != "TransactWriteItems" and operation not in SINGLE_WRITES:
+            return contextlib.nullcontext()
+        body = json.loads(request.body or b"{}")
+        if operation in SINGLE_WRITES:
+            key = self._key(body["TableName"], body.get("Item") if operation == "PutItem" else body.get("Key", {}))
+            with self._lock:
+                busy = key in self._in_flight
+                self.write_conflicts += busy
+            if busy:
+                return _error(request, "TransactionConflictException", "Transaction is ongoing for the item")
+            return contextlib.nullcontext()
+        keys = self._transaction_keys(body)
+        with self._lock:
+            conflicting = [key is not None and key in self._in_flight for key in keys]
+            if any(conflicting):
+                self.transaction_conflicts += 1
+            else:
+                for key in keys:
+                    assert key is not None
+                    self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        if any(conflicting):
+            reasons = [
+                {"Code": "TransactionConflict", "Message": "Transaction is ongoing for the item"}
+                if hit
+                else {"Code": "None"}
+                for hit in conflicting
+            ]
+            codes = ", ".join(r["Code"] for r in reasons)
+            return _error(
+                request,
+                "TransactionCanceledException",
+                f"Transaction cancelled, please refer cancellation reasons for specific reasons [{codes}]",
+                CancellationReasons=reasons,
+            )
+        # In flight for transaction_seconds, then applied (under moto's lock, where it may queue
+        # behind other requests: that wait is the emulator's, not DynamoDB's, so it holds no items).
+        with self._holding([key for key in keys if key is not None]):
+            time.sleep(self.transaction_seconds)
+        return contextlib.nullcontext()
+
+
+# The contention layer the process's moto requests go through (set by install()).
+ACTIVE: DynamoContention | None = None
+
+
+def install(contention: DynamoContention | None) -> None:
+    """Route moto's DynamoDB requests through `contention` (None: no contention)."""
+    global ACTIVE
+    ACTIVE = contention
+
+
+def guard(event_name: str, request: Any) -> AWSResponse | contextlib.AbstractContextManager[None]:
+    """What aws_backend's request hook asks before a request reaches moto."""
+    if ACTIVE is None:
+        return contextlib.nullcontext()
+    return ACTIVE.guard(event_name, request)

@@ -1,0 +1,110 @@
+"""DynamoDB's transaction contention, emulated (local_stack/aws_faults.py), and the backend surviving it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from broadcast import dynamo
+from local_stack import aws_faults
+from tests.helpers import Driver, assert_invariants, run_concurrently
+
+KEYS = {"test-sessions": ["sessionId"], "test-connections": ["connectionId"], "test-rate-limits": ["limitKey"]}
+
+
+@pytest.fixture
+def contention(threaded: Any) -> Iterator[aws_faults.DynamoContention]:
+    """The local stack's contention layer over the test tables; transactions in flight for 20 ms."""
+    layer = aws_faults.DynamoContention(KEYS, transaction_seconds=0.02)
+    aws_faults.install(layer)
+    yield layer
+    aws_faults.install(None)
+
+
+def count_update(session_id: str, connection_id: str) -> dict[str, Any]:
+    return {
+        "TransactItems": [
+            {
+                "Update": {
+                    "TableName": "test-sessions",
+                    "Key": {"sessionId": {"S": session_id}},
+                    "UpdateExpression": "ADD listenerCount :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            },
+            {"Put": {"TableName": "test-connections", "Item": {"connectionId": {"S": connection_id}}}},
+        ]
+    }
+
+
+def test_contention_overlapping_transactions_on_one_item_conflict(contention: Any, threaded: Any) -> None:
+    outcomes: list[str] = []
+
+    def transact(connection_id: str) -> None:
+        try:
+            threaded.ddb.transact_write_items(**count_update("golden-eagle-427", connection_id))
+            outcomes.append("ok")
+        except ClientError as exc:
+            reasons = [r["Code"] for r in exc.response["CancellationReasons"]]
+            outcomes.append(f"{exc.response['Error']['Code']}:{','.join(reasons)}")
+
+    run_concurrently(lambda: transact("a"), lambda: transact("b"))
+    assert sorted(outcomes) == ["TransactionCanceledException:TransactionConflict,None", "ok"]
+    assert contention.transaction_conflicts == 1
+
+
+def test_contention_plain_write_to_an_item_in_a_transaction_is_refused(contention: Any, threaded: Any) -> None:
+    contention.transaction_seconds = 0.3
+    inside = threading.Thread(target=threaded.ddb.transact_write_items, kwargs=count_update("golden-eagle-427", "a"))
+    inside.start()
+    threading.Event().wait(0.1)
+    with pytest.raises(ClientError) as refused:
+        threaded.ddb.update_item(
+            TableName="test-sessions",
+            Key={"sessionId": {"S": "golden-eagle-427"}},
+            UpdateExpression="SET isActive = :f",
+            ExpressionAttributeValues={":f": {"BOOL": False}},
+        )
+    inside.join()
+    assert refused.value.response["Error"]["Code"] == "TransactionConflictException"
+    assert dynamo.is_conflict(refused.value)
+
+
+def test_contention_a_join_burst_all_get_in_with_conflicts_retried(contention: Any, threaded: Any) -> None:
+    # GIVEN 20 listeners joining one session at once (a QR code on a screen), every join a
+    # transaction on the session item
+    driver = Driver()
+    session_id = driver.speaker_session()
+    for i in range(20):
+        driver.connect(f"lst-{i}")
+    replies = run_concurrently(*(lambda i=i: driver.join(f"lst-{i}", session_id, connect=False) for i in range(20)))
+    # THEN the overlaps conflicted, and every join was retried into success
+    assert contention.transaction_conflicts > 0
+    assert [r["type"] for r in replies] == ["sessionJoined"] * 20, replies
+    assert threaded.session(session_id)["listenerCount"] == 20
+    assert_invariants(threaded)
+
+
+def test_contention_without_retries_a_join_burst_fails(
+    contention: Any, threaded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What AWS would do to a backend that does not retry: INTERNAL_ERROR for the losers.
+    monkeypatch.setattr(dynamo, "CONFLICT_ATTEMPTS", 1)
+    driver = Driver()
+    session_id = driver.speaker_session()
+    for i in range(10):
+        driver.connect(f"lst-{i}")
+    replies = run_concurrently(*(lambda i=i: driver.join(f"lst-{i}", session_id, connect=False) for i in range(10)))
+    assert any(r.get("code") == "INTERNAL_ERROR" for r in replies)
+    assert_invariants(threaded)  # a cancelled transaction changed nothing
+
+
+def test_contention_switch_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(aws_faults.SWITCH, "off")
+    assert not aws_faults.enabled_by_environment()
+    monkeypatch.setenv(aws_faults.SWITCH, "on")
+    assert aws_faults.enabled_by_environment()
