@@ -150,7 +150,7 @@ class AwsBackend:
                 self.template, logical_id, substitutions, base=self.template_path.parent
             )
             created = sfn.create_state_machine(
-                name=f"{self.stack_name}-{logical_id}",
+                name=self.resolve(props["Name"], {}) if "Name" in props else f"{self.stack_name}-{logical_id}",
                 definition=definition,
                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/{logical_id}Role",
                 type=props.get("Type", "STANDARD"),
@@ -207,6 +207,8 @@ class AwsBackend:
             return REGION
         if name == "AWS::Partition":
             return PARTITION
+        if name == "AWS::StackName":
+            return self.stack_name
         if name == "AWS::AccountId":
             return ACCOUNT
         raise ValueError(f"cannot resolve {name} locally")

@@ -81,14 +81,18 @@ def connect(caller: Caller) -> None:
 def disconnect(caller: Caller) -> None:
     """Forget the connection. Idempotent: a repeated delivery finds no record and changes nothing."""
     timer.stop_for_connection(caller.connection_id)
-    record = connections_table.get(caller.connection_id)
+    _forget(caller.connection_id, deliberate=caller.disconnect_status in DELIBERATE_CLOSE_CODES)
+
+
+def _forget(connection_id: str, *, deliberate: bool) -> None:
+    """A connection is gone ($disconnect, or a 410 when $disconnect never came): uncount it, or let its speaker go."""
+    record = connections_table.get(connection_id)
     if record is None:
         return
     if record.role == "listener" and record.session_id and record.target_language:
         sessions_table.remove_listener(record.connection_id, record.session_id, record.target_language)
         return
     if record.role == "speaker" and record.session_id:
-        deliberate = caller.disconnect_status in DELIBERATE_CLOSE_CODES
         _speaker_left(record.session_id, record.connection_id, deliberate=deliberate)
     connections_table.delete(record.connection_id)
 
@@ -394,6 +398,11 @@ def notify(event: dict[str, Any]) -> dict[str, Any]:
     try:
         messenger.post(connection_id, message)
     except ConnectionGone:
+        # API Gateway delivers $disconnect best effort: a 410 here may be all we ever hear. A
+        # speaker connection that is still the session's current one starts the speaker-left
+        # path (grace, then sessionEnded), so no session stays active without its speaker.
+        _forget(connection_id, deliberate=False)
+        count("StaleConnectionsRemoved")
         return {"delivered": False}
     return {"delivered": True}
 

@@ -391,3 +391,38 @@ def test_notifier_gone_connection_not_delivered(driver: Driver, backend: Any) ->
 def test_notifier_unknown_notification_raises_for_the_state_machine(backend: Any) -> None:
     with pytest.raises(service.InvalidParameters):
         notifier.handler({"notification": "bogus", "connectionId": "x"}, None)
+
+
+def test_notifier_410_for_a_listener_whose_disconnect_never_came_uncounts_it(
+    driver: Driver, backend: Any, session_id: str
+) -> None:
+    # GIVEN listener lst-1's connection is gone, and its $disconnect was lost (API Gateway: best effort)
+    backend.management.gone.add("lst-1")
+    # WHEN its timer's notice meets the 410
+    event = {"notification": "connectionRefreshRequired", "connectionId": "lst-1"}
+    assert notifier.handler(event, None) == {"delivered": False}
+    # THEN it is uncounted and forgotten
+    assert backend.session(session_id)["listenerCount"] == 0
+    assert backend.connection("lst-1") is None
+
+
+def test_notifier_410_for_the_current_speaker_ends_the_session(driver: Driver, backend: Any, session_id: str) -> None:
+    # GIVEN the speaker's connection is gone and its $disconnect never arrived (grace 0 in this test)
+    backend.management.gone.add("spk-1")
+    event = {"notification": "connectionWarning", "connectionId": "spk-1", "connectedAt": 0}
+    assert notifier.handler(event, None) == {"delivered": False}
+    # THEN the speaker-left path ran: the session ended and its listener was told
+    assert backend.session(session_id)["isActive"] is False
+    (ended,) = backend.management.messages_to("lst-1", "sessionEnded")
+    assert ended["reason"] == "speakerDisconnected"
+
+
+def test_notifier_410_for_an_old_speaker_connection_after_a_refresh_ends_nothing(
+    driver: Driver, backend: Any, session_id: str
+) -> None:
+    driver.refresh("spk-2", session_id, "speaker", user_id="alice")
+    backend.management.gone.add("spk-1")
+    event = {"notification": "connectionWarning", "connectionId": "spk-1", "connectedAt": 0}
+    assert notifier.handler(event, None) == {"delivered": False}
+    assert backend.session(session_id)["isActive"] is True
+    assert backend.session(session_id)["speakerConnectionId"] == "spk-2"
