@@ -131,6 +131,7 @@ class AwsBackend:
         _scale_waits(self.time_scale)
         if aws_faults.enabled_by_environment():
             aws_faults.install(aws_faults.DynamoContention(self.key_attributes()))
+            aws_faults.install_throttling(aws_faults.Throttling(aws_faults.fault_rate_from_environment()))
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         ddb = boto3.client("dynamodb", region_name=REGION)
@@ -167,6 +168,7 @@ class AwsBackend:
 
     def stop(self) -> None:
         aws_faults.install(None)
+        aws_faults.install_throttling(None)
         if self._bridge:
             self._bridge.uninstall()
         if self._mock:

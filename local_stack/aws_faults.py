@@ -144,6 +144,88 @@ def install(contention: DynamoContention | None) -> None:
 
 def guard(event_name: str, request: Any) -> AWSResponse | contextlib.AbstractContextManager[None]:
     """What aws_backend's request hook asks before a request reaches moto."""
+    refused = THROTTLING.refuse(event_name, request) if THROTTLING is not None else None
+    if refused is not None:
+        return refused
     if ACTIVE is None:
         return contextlib.nullcontext()
     return ACTIVE.guard(event_name, request)
+
+
+class TokenBucket:
+    """A token bucket like Step Functions' API throttling: `capacity` at once, `refill` per second."""
+
+    def __init__(self, capacity: float, refill: float, clock: Any = time.monotonic) -> None:
+        self.capacity = capacity
+        self.refill = refill
+        self.tokens = capacity
+        self.clock = clock
+        self.stamp = clock()
+        self.refused = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            self.refused += 1
+            return False
+
+
+# Step Functions Standard, us-east-1 (docs: "Quotas related to API action throttling").
+STEP_FUNCTIONS_BUCKETS = {"StartExecution": (1300, 300), "StopExecution": (1000, 200)}
+
+
+class Throttling:
+    """Step Functions' token buckets, and injected faults at `fault_rate` (throttling and 5xx) for tests."""
+
+    def __init__(self, fault_rate: float = 0.0, rng: Any = None) -> None:
+        import random
+
+        self.buckets = {op: TokenBucket(*limits) for op, limits in STEP_FUNCTIONS_BUCKETS.items()}
+        self.fault_rate = fault_rate
+        self.random = rng or random.Random()
+        self.injected = 0
+
+    def refuse(self, event_name: str, request: Any) -> AWSResponse | None:
+        """An error response for this request (throttled or an injected fault), or None to let it through."""
+        service, _, operation = event_name.removeprefix("before-send.").partition(".")
+        if service not in ("dynamodb", "sfn"):
+            return None
+        if service == "sfn" and operation in self.buckets and not self.buckets[operation].take():
+            return _json_error(request, 400, "ThrottlingException", "Rate exceeded", "1.0")
+        if self.fault_rate and self.random.random() < self.fault_rate:
+            self.injected += 1
+            if self.random.random() < 0.5:
+                code = "ThrottlingException" if service == "sfn" else "ProvisionedThroughputExceededException"
+                return _json_error(request, 400, code, "Rate exceeded (injected)", "1.0")
+            return _json_error(request, 500, "InternalServerError", "Internal server error (injected)", "1.0")
+        return None
+
+
+def _json_error(request: Any, status: int, code: str, message: str, version: str) -> AWSResponse:
+    prefix = "com.amazonaws.dynamodb.v20120810#" if "dynamodb" in request.url else ""
+    body = json.dumps({"__type": f"{prefix}{code}", "message": message}).encode()
+    headers = {"Content-Type": f"application/x-amz-json-{version}", "x-amzn-ErrorType": code}
+    return AWSResponse(request.url, status, headers, _RawBody(body))
+
+
+THROTTLING: Throttling | None = None
+
+
+def install_throttling(throttling: Throttling | None) -> None:
+    """Route moto's Step Functions and DynamoDB requests through `throttling` (None: none)."""
+    global THROTTLING
+    THROTTLING = throttling
+
+
+def fault_rate_from_environment() -> float:
+    """LOCAL_STACK_FAULT_RATE: the fraction of AWS calls answered with throttling or a 5xx (default 0)."""
+    try:
+        return max(0.0, min(1.0, float(os.environ.get("LOCAL_STACK_FAULT_RATE", "0") or 0)))
+    except ValueError:
+        return 0.0

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import secrets
 import sys
 import tempfile
@@ -32,8 +33,8 @@ from websockets.asyncio.server import ServerConnection, unix_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from local_stack import aws_faults, tokens, web
 from local_stack import template as cfn
-from local_stack import tokens, web
 from local_stack.aws_backend import MOTO_LOCK, AwsBackend, resolve_handler
 
 MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit (close 1009 above it)
@@ -45,6 +46,7 @@ LOCAL_SEED = "/_local/seed"  # local-only: POST writes the state events/ refers 
 # Where a container reaches the host: Docker Desktop names it; on Linux, sam local invoke
 # --add-host host.docker.internal:host-gateway does (README: Trying one function).
 DOCKER_HOST = "host.docker.internal"
+LIMIT_EXCEEDED = {"x-amzn-ErrorType": "LimitExceededException"}
 
 
 @dataclass
@@ -85,6 +87,8 @@ class Emulator:
         parameters: dict[str, str] | None = None,
         env_file: Path | None = None,
         seed: bool = False,
+        lost_disconnects: float | None = None,
+        connections_rate: float | None = None,
     ) -> None:
         self.template_path = template_path
         self.template = cfn.load(template_path)
@@ -107,6 +111,19 @@ class Emulator:
         self.backend = AwsBackend(template_path, time_scale=time_scale, parameters=parameters)
         self.env_file = env_file
         self.seed_on_start = seed
+        # AWS's failure modes (README: "What the local stack emulates"). $disconnect is best effort:
+        # a fraction is never delivered. @connections answers 429 LimitExceededException above a
+        # rate (the account's 10,000 requests per second by default), and injected faults (429,
+        # 500) at LOCAL_STACK_FAULT_RATE.
+        env = os.environ
+        self.lost_disconnects = float(
+            env.get("LOCAL_STACK_LOST_DISCONNECTS", "0") if lost_disconnects is None else lost_disconnects
+        )
+        rate = float(env.get("LOCAL_STACK_CONNECTIONS_RATE", "10000") if connections_rate is None else connections_rate)
+        self.connections_bucket = aws_faults.TokenBucket(rate, rate)
+        self.fault_rate = aws_faults.fault_rate_from_environment() if aws_faults.enabled_by_environment() else 0.0
+        self.disconnects_lost = 0
+        self._random = random.Random()
         self.seeded: set[str] = set()  # connection ids that events/ uses: live for the management API
         self._moto_app: Any = None
         self.sign_in = web.LocalSignIn()
@@ -416,6 +433,12 @@ class Emulator:
 
     async def _manage(self, method: str, connection_id: str, body: bytes) -> tuple[HTTPStatus, Any, dict[str, str]]:
         """The @connections API: POST sends, GET describes, DELETE closes; 410 for an unknown connection."""
+        if not self.connections_bucket.take():
+            return HTTPStatus.TOO_MANY_REQUESTS, {"message": "LimitExceededException"}, LIMIT_EXCEEDED
+        if self.fault_rate and self._random.random() < self.fault_rate:
+            if self._random.random() < 0.5:
+                return HTTPStatus.TOO_MANY_REQUESTS, {"message": "LimitExceededException (injected)"}, LIMIT_EXCEEDED
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {"message": "Internal server error (injected)"}, {}
         connection = self.connections.get(connection_id)
         if connection is None and connection_id in self.seeded:
             return self._manage_seeded(method, connection_id, body)
@@ -671,6 +694,10 @@ class Emulator:
     async def _disconnect(self, connection: LocalConnection) -> None:
         route = self.routes.get("$disconnect")
         if route is None:
+            return
+        if self.lost_disconnects and self._random.random() < self.lost_disconnects:
+            self.disconnects_lost += 1
+            self._log(f"{time.strftime('%H:%M:%S')} $disconnect         {connection.connection_id} LOST (emulated)")
             return
         context = self._request_context(connection, "$disconnect", "DISCONNECT")
         code = connection.websocket.close_code

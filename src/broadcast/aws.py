@@ -9,12 +9,27 @@ _clients: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
 
 
-def _config() -> Any:
+# StartExecution runs inside $connect: its whole retry budget must fit the function's 10 s
+# timeout, or a throttled start would time the handshake out instead of leaving the connection
+# up without a timer (the client's fallback covers that). 3 attempts of at most 1 + 1 s, plus
+# standard mode's jittered backoff (under 1 s, then under 2 s): at most 9 s.
+_LIMITS = {
+    "stepfunctions": {"total_max_attempts": 3, "connect_timeout": 1, "read_timeout": 1},
+}
+_DEFAULT_LIMITS = {"total_max_attempts": 6, "connect_timeout": 3, "read_timeout": 10}
+
+
+def _config(service: str = "") -> Any:
     from botocore.config import Config
 
     # Standard mode retries throttling (ThrottlingException, ProvisionedThroughputExceeded...) with
     # jittered backoff; a connect burst above StartExecution's refill rate is absorbed here first.
-    return Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=3, read_timeout=10)
+    limits = _LIMITS.get(service, _DEFAULT_LIMITS)
+    return Config(
+        retries={"mode": "standard", "total_max_attempts": limits["total_max_attempts"]},
+        connect_timeout=limits["connect_timeout"],
+        read_timeout=limits["read_timeout"],
+    )
 
 
 def client(service: str, endpoint_url: str | None = None) -> Any:
@@ -28,7 +43,7 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
         if found is None:
             import boto3
 
-            found = boto3.client(service, endpoint_url=endpoint_url or None, config=_config())
+            found = boto3.client(service, endpoint_url=endpoint_url or None, config=_config(service))
             _clients[key] = found
     return found
 

@@ -321,3 +321,36 @@ def test_local_stack_access_log_has_the_stage_format_fields(stack: LocalStackPro
     assert by_route["$connect"][-1]["eventType"] == "CONNECT"
     assert by_route["$disconnect"][-1]["disconnectStatusCode"] == "1000"
     assert all(line["sourceIp"] == "127.0.0.1" for line in lines)
+
+
+def test_local_stack_lost_disconnect_converges_through_the_timers_410() -> None:
+    # GIVEN API Gateway loses every $disconnect (it delivers them best effort)
+    lossy = LocalStackProcess(time_scale=600, extra_env={"LOCAL_STACK_LOST_DISCONNECTS": "1"})
+    try:
+
+        async def scenario() -> tuple[str, Any]:
+            speaker, session_id = await speaker_and_session(lossy.url, heartbeat=0.3)
+            listener = await Wire.open(lossy.url)
+            await listener.call(
+                {"action": "joinSession", "sessionId": session_id, "targetLanguage": "fr"}, "sessionJoined"
+            )
+            await listener.close()  # its $disconnect is lost
+            await asyncio.sleep(0.5)
+            still = await speaker.call({"action": "getSessionStatus"}, "sessionStatus")
+            assert still["listenerCount"] == 1  # nothing has told the backend yet
+            # WHEN the listener's timer posts its notice (100 minutes = 10 s here) and meets a 410
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                status = await speaker.call({"action": "getSessionStatus"}, "sessionStatus")
+                if status["listenerCount"] == 0:
+                    break
+                await asyncio.sleep(0.5)
+            await speaker.close()
+            return session_id, status
+
+        _session_id, status = run(scenario())
+        # THEN the count converged without the $disconnect
+        assert status["listenerCount"] == 0
+        assert lossy.log_lines("LOST (emulated)")
+    finally:
+        lossy.stop()

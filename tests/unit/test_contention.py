@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -108,3 +109,49 @@ def test_contention_switch_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None
     assert not aws_faults.enabled_by_environment()
     monkeypatch.setenv(aws_faults.SWITCH, "on")
     assert aws_faults.enabled_by_environment()
+
+
+def test_throttling_token_bucket_refuses_beyond_its_capacity_and_refills() -> None:
+    now = [0.0]
+    bucket = aws_faults.TokenBucket(3, 2, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    now[0] = 0.5  # half a second refills one token at 2 per second
+    assert [bucket.take(), bucket.take()] == [True, False]
+    assert bucket.refused == 2
+
+
+def test_throttling_step_functions_start_refused_connection_stays_and_is_counted(
+    threaded: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # GIVEN StartExecution's bucket is empty (a connect burst above 1,300 at once)
+    throttling = aws_faults.Throttling()
+    throttling.buckets["StartExecution"] = aws_faults.TokenBucket(0, 0)
+    aws_faults.install_throttling(throttling)
+    started = time.monotonic()
+    try:
+        Driver().connect("lst-1")
+    finally:
+        aws_faults.install_throttling(None)
+    # THEN botocore's 3 attempts met ThrottlingException, inside $connect's 10 s timeout (with room),
+    # the connection stays, and TimerStartFailed counts it
+    assert throttling.buckets["StartExecution"].refused == 3
+    assert time.monotonic() - started < 9
+    assert threaded.connection("lst-1") is not None
+    assert "TimerStartFailed" in capsys.readouterr().out
+
+
+def test_throttling_injected_faults_are_retried_by_the_backend(threaded: Any) -> None:
+    import random
+
+    # 20% of DynamoDB calls throttled or 5xx: botocore's standard retries absorb them.
+    throttling = aws_faults.Throttling(fault_rate=0.2, rng=random.Random(7))
+    aws_faults.install_throttling(throttling)
+    try:
+        driver = Driver()
+        session_id = driver.speaker_session()
+        replies = [driver.join(f"lst-{i}", session_id) for i in range(10)]
+    finally:
+        aws_faults.install_throttling(None)
+    assert throttling.injected > 0
+    assert [r["type"] for r in replies] == ["sessionJoined"] * 10
+    assert_invariants(threaded)
