@@ -15,6 +15,7 @@ import inspect
 import json
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from typing import Any
 import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
+from websockets.protocol import State
 
 from broadcast_client.reorder import ReorderBuffer
 
@@ -443,6 +445,7 @@ class Speaker(_Participant):
         self.source_language = source_language
         self.session_id = session_id
         self.next_seq = first_seq
+        self._outbox: deque[dict[str, Any]] = deque()  # frames waiting for an open connection
 
     async def _token(self) -> str | None:
         # A fresh token for every connection: Cognito tokens last an hour, refreshes come at 100 minutes.
@@ -462,23 +465,37 @@ class Speaker(_Participant):
     def _refresh_body(self) -> dict[str, Any]:
         return {"action": "refreshConnection", "sessionId": self.session_id, "role": "speaker"}
 
-    async def _rejoin(self, link: _Link) -> None:
-        await self._request_honouring_limits(link, self._refresh_body(), "connectionRefreshComplete")
-
     async def send_audio(self, audio: bytes) -> int:
-        """Send one frame on the current connection; returns the `seq` it was given."""
+        """Send one frame; returns the `seq` it was given. Never lost to a handover or a reconnect.
+
+        With no open connection (the old one was cut before its handover finished, or a reconnect
+        is under way) the frame waits in an outbox, sent in order as soon as a connection is back.
+        """
         assert self._current is not None, "connect() first"
         seq = self.next_seq
         self.next_seq += 1
-        payload = {"action": "sendAudio", "seq": seq, "audio": base64.b64encode(audio).decode()}
-        for _ in range(50):
+        self._outbox.append({"action": "sendAudio", "seq": seq, "audio": base64.b64encode(audio).decode()})
+        await self._flush()
+        return seq
+
+    async def _flush(self) -> None:
+        while self._outbox and not self._closed:
             link = self._current
+            if link is None or link.ws.state is not State.OPEN:
+                return  # the handover or reconnect flushes when it is done
             try:
-                await link.send(payload)
-                return seq
+                await link.send(self._outbox[0])
             except websockets.ConnectionClosed:
-                await asyncio.sleep(0.1)  # a reconnect or handover is swapping the connection
-        raise ConnectionError("no open connection to send audio on")
+                return
+            self._outbox.popleft()
+
+    async def _rejoin(self, link: _Link) -> None:
+        await self._request_honouring_limits(link, self._refresh_body(), "connectionRefreshComplete")
+        await self._flush()
+
+    async def _handover(self, old: _Link, new: _Link) -> None:
+        """What waited for the new connection goes out on it; the old one may then close at once."""
+        await self._flush()
 
     async def end(self) -> dict[str, Any]:
         """End the session for everyone."""

@@ -43,10 +43,13 @@ IDLE_TIMEOUT_SECONDS = 10 * 60
 HEAD_LIMIT = 16 * 1024
 LOCAL_TABLES = "/_local/tables/"  # local-only inspection: GET /_local/tables/SessionsTable
 LOCAL_SEED = "/_local/seed"  # local-only: POST writes the state events/ refers to (local_stack/seed.py)
+LOCAL_FAULTS = "/_local/faults"  # local-only: what the emulated AWS failure modes did so far
 # Where a container reaches the host: Docker Desktop names it; on Linux, sam local invoke
 # --add-host host.docker.internal:host-gateway does (README: Trying one function).
 DOCKER_HOST = "host.docker.internal"
 LIMIT_EXCEEDED = {"x-amzn-ErrorType": "LimitExceededException"}
+KEEP_ALIVE_SECONDS = 60  # an idle kept-alive HTTP connection is closed after this
+FUNCTION_THREADS = 32  # concurrent invocations per function (Lambda's own limit is the account's)
 
 
 @dataclass
@@ -103,7 +106,8 @@ class Emulator:
         self.connections: dict[str, LocalConnection] = {}
         self._pending: dict[int, LocalConnection] = {}
         self._log = log or (lambda line: print(line, flush=True))
-        self._pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="lambda")
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="local")  # the emulator's own work
+        self._function_pools: dict[str, ThreadPoolExecutor] = {}
         self._handlers: dict[str, Any] = {}
         self._socket_dir = tempfile.mkdtemp(prefix="local-stack-")
         self._socket_path = os.path.join(self._socket_dir, "ws.sock")
@@ -272,6 +276,8 @@ class Emulator:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._internal.wait_closed(), 5)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for pool in self._function_pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
         self.backend.stop()
         with contextlib.suppress(OSError):
             os.unlink(self._socket_path)
@@ -281,19 +287,31 @@ class Emulator:
 
     async def _front_door(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername") or ("127.0.0.1", 0)
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-            writer.close()
-            return
-        lines = head.decode("latin-1").split("\r\n")
-        method, _, rest = lines[0].partition(" ")
-        target = rest.rpartition(" ")[0]
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-        if headers.get("upgrade", "").lower() == "websocket":
-            await self._pipe_to_websocket_server(head, peer[0], reader, writer)
-        else:
-            await self._http(method, target, headers, reader, writer)
+        # Plain HTTP is kept alive, as API Gateway's endpoints are: a fan-out's posts reuse their
+        # connections instead of opening one per post.
+        while True:
+            try:
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), KEEP_ALIVE_SECONDS)
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+                writer.close()
+                return
+            lines = head.decode("latin-1").split("\r\n")
+            method, _, rest = lines[0].partition(" ")
+            target = rest.rpartition(" ")[0]
+            headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+            if headers.get("upgrade", "").lower() == "websocket":
+                await self._pipe_to_websocket_server(head, peer[0], reader, writer)
+                return
+            length = int(headers.get("content-length", "0") or 0)
+            try:
+                body = await reader.readexactly(length) if length else b""
+            except (asyncio.IncompleteReadError, ConnectionError):
+                writer.close()
+                return
+            keep_alive = headers.get("connection", "").lower() != "close"
+            status, response_headers, data = await self._http(method, target, headers, body)
+            if not await _respond(writer, status, response_headers, data, keep_alive=keep_alive):
+                return
 
     async def _pipe_to_websocket_server(
         self, head: bytes, source_ip: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -321,28 +339,22 @@ class Emulator:
         await asyncio.gather(pump(reader, inner_writer), pump(inner_reader, writer))
 
     async def _http(
-        self,
-        method: str,
-        target: str,
-        headers: dict[str, str],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        length = int(headers.get("content-length", "0") or 0)
-        body = await reader.readexactly(length) if length else b""
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[HTTPStatus | str, dict[str, str], bytes]:
+        """Answer one plain HTTP request: (status, headers, body)."""
         path = urlsplit(target).path
         prefix = f"/{self.stage}/@connections/"
         status, payload, extra_headers = HTTPStatus.NOT_FOUND, {"message": "Not Found"}, {}
         if not path.startswith(prefix) and _is_aws_api_call(headers):
-            await self._aws_api(method, target, headers, body, writer)
-            return
+            return await self._aws_api(method, target, headers, body)
         page = self._web(method, target, body)
         if page is not None:
-            await _respond(writer, *page)
-            return
+            return page
         if method == "POST" and path == LOCAL_SEED:
             await self._seed()
             status, payload = HTTPStatus.OK, {"seeded": sorted(self.seeded)}
+        elif method == "GET" and path == LOCAL_FAULTS:
+            status, payload = HTTPStatus.OK, self.faults_report()
         elif method == "GET" and path == tokens.JWKS_PATH:
             status, payload = HTTPStatus.OK, tokens.jwks()
         elif method == "GET" and path.startswith(LOCAL_TABLES):
@@ -351,13 +363,7 @@ class Emulator:
             connection_id = unquote(path[len(prefix) :])
             status, payload, extra_headers = await self._manage(method, connection_id, body)
         data = b"" if payload is None else json.dumps(payload).encode()
-        head = [f"HTTP/1.1 {status.value} {status.phrase}", "Content-Type: application/json"]
-        head += [f"Content-Length: {len(data)}", "Connection: close"]
-        head += [f"{k}: {v}" for k, v in extra_headers.items()]
-        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-        with contextlib.suppress(ConnectionError):
-            await writer.drain()
-        writer.close()
+        return status, {"Content-Type": "application/json", **extra_headers}, data
 
     def _web(self, method: str, target: str, body: bytes) -> web.Response | None:
         """The pages, their configuration and the development sign-in; None for anything else."""
@@ -388,8 +394,8 @@ class Emulator:
             path.write_bytes(self._config)
 
     async def _aws_api(
-        self, method: str, target: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
-    ) -> None:
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[str, dict[str, str], bytes]:
         """A DynamoDB or Step Functions call from another process, answered by moto's server app."""
 
         def call() -> tuple[str, list[tuple[str, str]], bytes]:
@@ -409,7 +415,7 @@ class Emulator:
             return status, list(response_headers.items()), data
 
         status, response_headers, data = await asyncio.get_running_loop().run_in_executor(self._pool, call)
-        await _respond(writer, status, dict(response_headers), data)
+        return status, dict(response_headers), data
 
     async def _table_dump(self, logical_id: str) -> tuple[HTTPStatus, Any]:
         """Local only: every item of a template table, for inspection and the benchmarks' final checks."""
@@ -465,6 +471,18 @@ class Emulator:
             return HTTPStatus.NO_CONTENT, None, {}
         return HTTPStatus.METHOD_NOT_ALLOWED, {"message": "Method Not Allowed"}, {}
 
+    def faults_report(self) -> dict[str, Any]:
+        """Counts of the AWS failures emulated so far (GET /_local/faults)."""
+        contention, throttling = aws_faults.ACTIVE, aws_faults.THROTTLING
+        return {
+            "transactionConflicts": contention.transaction_conflicts if contention else 0,
+            "writeConflicts": contention.write_conflicts if contention else 0,
+            "stepFunctionsThrottled": sum(b.refused for b in throttling.buckets.values()) if throttling else 0,
+            "injectedFaults": throttling.injected if throttling else 0,
+            "connectionsThrottled": self.connections_bucket.refused,
+            "disconnectsLost": self.disconnects_lost,
+        }
+
     def _manage_seeded(self, method: str, connection_id: str, body: bytes) -> tuple[HTTPStatus, Any, dict[str, str]]:
         """A seeded connection (events/) has no socket: a post is logged as a client would receive it."""
         if method == "POST":
@@ -489,7 +507,19 @@ class Emulator:
             except Exception as exc:  # noqa: BLE001 - reported to the caller like Lambda's Unhandled error
                 return Invocation(error=exc, millis=(time.perf_counter() - started) * 1000)
 
-        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        return await asyncio.get_running_loop().run_in_executor(self._function_pool(spec), call)
+
+    def _function_pool(self, spec: str) -> ThreadPoolExecutor:
+        """Each function runs on threads of its own, as Lambda scales each function separately: a
+        hall's audio fan-outs or 410 cleanups never hold back another connection's heartbeat or
+        handshake in a shared queue."""
+        pool = self._function_pools.get(spec)
+        if pool is None:
+            name = spec.rsplit(".", 2)[-2] if spec.count(".") >= 2 else spec
+            pool = self._function_pools.setdefault(
+                spec, ThreadPoolExecutor(max_workers=FUNCTION_THREADS, thread_name_prefix=name)
+            )
+        return pool
 
     def _request_context(self, connection: LocalConnection, route_key: str, event_type: str) -> dict[str, Any]:
         now_ms = self.now_ms()
@@ -719,17 +749,26 @@ def _handshake_parts(headers: dict[str, str], query: dict[str, str]) -> dict[str
 
 
 async def _respond(
-    writer: asyncio.StreamWriter, status: HTTPStatus | str, headers: dict[str, str], data: bytes
-) -> None:
-    """Write one HTTP/1.1 response and close the connection."""
+    writer: asyncio.StreamWriter,
+    status: HTTPStatus | str,
+    headers: dict[str, str],
+    data: bytes,
+    *,
+    keep_alive: bool = False,
+) -> bool:
+    """Write one HTTP/1.1 response; close the connection unless kept alive. True if it is still open."""
     line = f"{status.value} {status.phrase}" if isinstance(status, HTTPStatus) else status
     head = [f"HTTP/1.1 {line}"]
     head += [f"{k}: {v}" for k, v in headers.items() if k.lower() not in ("content-length", "connection")]
-    head += [f"Content-Length: {len(data)}", "Connection: close"]
+    head += [f"Content-Length: {len(data)}", f"Connection: {'keep-alive' if keep_alive else 'close'}"]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + data)
-    with contextlib.suppress(ConnectionError):
+    try:
         await writer.drain()
-    writer.close()
+    except ConnectionError:
+        return False
+    if not keep_alive:
+        writer.close()
+    return keep_alive
 
 
 def _is_aws_api_call(headers: dict[str, str]) -> bool:

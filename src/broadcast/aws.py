@@ -13,8 +13,11 @@ _lock = threading.Lock()
 # timeout, or a throttled start would time the handshake out instead of leaving the connection
 # up without a timer (the client's fallback covers that). 3 attempts of at most 1 + 1 s, plus
 # standard mode's jittered backoff (under 1 s, then under 2 s): at most 9 s.
+# The management API's fan-out posts from 32 threads (messenger.MAX_PARALLEL_POSTS): as many
+# keep-alive connections, not botocore's default 10 that the threads would queue for.
 _LIMITS = {
     "stepfunctions": {"total_max_attempts": 3, "connect_timeout": 1, "read_timeout": 1},
+    "apigatewaymanagementapi": {"total_max_attempts": 3, "connect_timeout": 2, "read_timeout": 5, "pool": 32},
 }
 _DEFAULT_LIMITS = {"total_max_attempts": 6, "connect_timeout": 3, "read_timeout": 10}
 
@@ -29,6 +32,7 @@ def _config(service: str = "") -> Any:
         retries={"mode": "standard", "total_max_attempts": limits["total_max_attempts"]},
         connect_timeout=limits["connect_timeout"],
         read_timeout=limits["read_timeout"],
+        max_pool_connections=limits.get("pool", 10),
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -13,6 +14,21 @@ from broadcast.errors import ConnectionGone
 
 # boto3 clients are thread-safe; the fan-out is I/O bound, so threads overlap the round trips.
 MAX_PARALLEL_POSTS = 32
+
+
+_posting: ThreadPoolExecutor | None = None
+_posting_lock = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One long-lived pool per container, sized to the client's connection pool: no threads made per
+    frame, and no more threads than keep-alive connections to use."""
+    global _posting
+    if _posting is None:
+        with _posting_lock:
+            if _posting is None:
+                _posting = ThreadPoolExecutor(max_workers=MAX_PARALLEL_POSTS, thread_name_prefix="post")
+    return _posting
 
 
 def _management_api() -> Any:
@@ -52,12 +68,7 @@ def post_many(connection_ids: Iterable[str], message: dict[str, Any]) -> tuple[l
             return "failed"
         return "ok"
 
-    workers = min(MAX_PARALLEL_POSTS, len(ids))
-    if workers == 1:
-        outcomes = [send(ids[0])]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            outcomes = list(pool.map(send, ids))
+    outcomes = [send(ids[0])] if len(ids) == 1 else list(_pool().map(send, ids))
     gone = [c for c, o in zip(ids, outcomes, strict=True) if o == "gone"]
     failed = [c for c, o in zip(ids, outcomes, strict=True) if o == "failed"]
     return gone, failed

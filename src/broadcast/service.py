@@ -140,10 +140,17 @@ def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dic
     """Post `message` to listeners in parallel; a 410 removes that listener (never the sender)."""
     languages = dict(listeners)
     gone, failed = messenger.post_many(languages, message)
+    # After every post went out, each on its own: a cleanup that fails (throttled, say) never
+    # fails a frame that was delivered; the record's TTL or the next 410 finishes the job.
+    removed = 0
     for connection_id in gone:
-        sessions_table.remove_listener(connection_id, session_id, languages[connection_id])
-    if gone:
-        count("StaleConnectionsRemoved", len(gone))
+        try:
+            sessions_table.remove_listener(connection_id, session_id, languages[connection_id])
+            removed += 1
+        except Exception:  # noqa: BLE001 - best effort, logged: the frame was delivered
+            logger.warning("stale listener not removed", extra={"sessionId": session_id})
+    if removed:
+        count("StaleConnectionsRemoved", removed)
     if failed:
         logger.warning("posts failed", extra={"sessionId": session_id, "failed": len(failed)})
 

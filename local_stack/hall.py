@@ -1,0 +1,158 @@
+"""The hall: a speaker on stage, hundreds of listeners behind the venue's one IP, hours of audio.
+
+Run on the template's production defaults (rate limits on, grace period on) and the local
+stack's AWS failure modes (transaction conflicts, throttling; optionally lost $disconnects and
+injected faults): everyone joins within a minute, lives through refresh cycles with every
+refresh handshake accepted at its first attempt, and loses no frame; at the end the counts
+equal the live listener records. `tests/integration/test_hall.py` runs 100 listeners; `make
+bench` runs 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+
+from broadcast_client import Frame, Listener, Speaker, Timing
+from local_stack import tokens
+from local_stack.process import LocalStackProcess
+
+LANGUAGES = ("es", "fr", "de", "it", "pt")
+
+
+@dataclass
+class HallReport:
+    """What a hall run measured, all counted in the run."""
+
+    listeners: int
+    joined: int = 0
+    join_seconds: list[float] = field(default_factory=list)
+    frames_sent: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    refreshes_min: int = 0
+    handshake_retries: int = 0
+    rate_limited: int = 0
+    reconnects: int = 0
+    internal_errors: int = 0
+    conflicts_retried: int = 0
+    listener_count: int = -1
+    listener_records: int = -1
+    seconds_until_counts_right: float = -1.0
+
+    def percentile(self, q: float) -> float:
+        if not self.join_seconds:
+            return 0.0
+        ordered = sorted(self.join_seconds)
+        return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _get(stack: LocalStackProcess, path: str) -> Any:
+    base = stack.url.replace("ws://", "http://").rsplit("/", 1)[0]
+    with urllib.request.urlopen(f"{base}{path}", timeout=30) as response:  # noqa: S310 - our own stack
+        return json.loads(response.read())
+
+
+def listener_records(stack: LocalStackProcess, session_id: str) -> int:
+    items = _get(stack, "/_local/tables/ConnectionsTable")["items"]
+    return sum(1 for item in items if item.get("sessionId") == session_id and item.get("role") == "listener")
+
+
+def listener_count(stack: LocalStackProcess, session_id: str) -> int:
+    items = _get(stack, "/_local/tables/SessionsTable")["items"]
+    (session,) = [item for item in items if item["sessionId"] == session_id]
+    return int(session["listenerCount"])
+
+
+async def run_hall(
+    stack: LocalStackProcess, listeners: int, *, cycles: int = 3, fps: float = 2.0, time_scale: float = 300
+) -> HallReport:
+    """One speaker and `listeners` listeners on `stack` (started at `time_scale`), for `cycles` refreshes."""
+    report = HallReport(listeners)
+    timing = Timing(time_scale=time_scale, gap_timeout=5.0)
+    speaker = Speaker(stack.url, lambda: tokens.issue("hall-speaker"), timing=timing)
+    await speaker.connect()
+    assert speaker.session_id
+    audience = [
+        Listener(stack.url, speaker.session_id, LANGUAGES[i % len(LANGUAGES)], timing=timing) for i in range(listeners)
+    ]
+    heard: list[list[int]] = [[] for _ in audience]
+
+    async def join(index: int, listener: Listener) -> None:
+        await asyncio.sleep(index * 50 / max(1, listeners))  # a QR code scanned over about 50 s
+        started = time.monotonic()
+        await listener.connect()
+        report.join_seconds.append(time.monotonic() - started)
+
+    async def consume(index: int, listener: Listener) -> None:
+        async for item in listener:
+            if isinstance(item, Frame):
+                heard[index].append(item.seq)
+
+    consumers = [asyncio.create_task(consume(i, listener)) for i, listener in enumerate(audience)]
+    sending = True
+
+    async def speak() -> None:
+        started = time.monotonic()
+        while sending:
+            await speaker.send_audio(b"\x00\x01" * 1600)  # 100 ms of pcm_s16le/16000/1
+            report.frames_sent += 1
+            await asyncio.sleep(max(0.0, started + report.frames_sent / fps - time.monotonic()))
+
+    results = await asyncio.gather(*(join(i, listener) for i, listener in enumerate(audience)), return_exceptions=True)
+    report.joined = sum(1 for r in results if not isinstance(r, BaseException))
+    speaker_task = asyncio.create_task(speak())
+    # Every connection refreshes at 100 emulated minutes: `cycles` of them, plus the last joiner's offset.
+    await asyncio.sleep(timing.real(6000) * cycles + 5)
+    sending = False
+    await speaker_task
+    await asyncio.sleep(6.0)  # the last frames and any gap timeout
+
+    last = report.frames_sent - 1
+    for seqs in heard:
+        if seqs:
+            report.lost += (last - seqs[0] + 1) - len(set(seqs))
+            report.duplicated += len(seqs) - len(set(seqs))
+    report.refreshes_min = min(listener.stats.refreshes for listener in audience)
+    report.handshake_retries = sum(listener.stats.handshake_retries for listener in audience)
+    report.rate_limited = sum(listener.stats.rate_limited for listener in audience)
+    report.reconnects = sum(listener.stats.reconnects for listener in audience)
+    report.internal_errors = len(stack.log_lines("status=500")) + len(stack.log_lines("error="))
+    report.conflicts_retried = _get(stack, "/_local/faults")["transactionConflicts"]
+
+    for listener in audience:
+        await listener.close()
+    closed = time.monotonic()
+    # The counts converge once every $disconnect (or, for a lost one, the timer's 410) is in.
+    while time.monotonic() - closed < 60:
+        report.listener_count = listener_count(stack, speaker.session_id)
+        report.listener_records = listener_records(stack, speaker.session_id)
+        if report.listener_count == report.listener_records == 0:
+            report.seconds_until_counts_right = time.monotonic() - closed
+            break
+        await asyncio.sleep(0.5)
+    await speaker.end()
+    for task in consumers:
+        task.cancel()
+    return report
+
+
+def table(reports: list[tuple[str, HallReport]]) -> str:
+    """The bench's hall table (markdown)."""
+    lines = [
+        "| hall | listeners joined | join p50 / p95 / p99 (s) | frames sent | lost | refreshes each (min) "
+        "| refused handshakes retried | RATE_LIMIT_EXCEEDED | INTERNAL_ERROR | conflicts retried "
+        "| counts right after close (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in reports:
+        lines.append(
+            f"| {name} | {r.joined}/{r.listeners} | {r.percentile(0.5):.2f} / {r.percentile(0.95):.2f} / "
+            f"{r.percentile(0.99):.2f} | {r.frames_sent} | {r.lost} | {r.refreshes_min} | {r.handshake_retries} "
+            f"| {r.rate_limited} | {r.internal_errors} | {r.conflicts_retried} | {r.seconds_until_counts_right:.1f} |"
+        )
+    return "\n".join(lines)

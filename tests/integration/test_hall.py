@@ -1,0 +1,45 @@
+"""The hall scenario (local_stack/hall.py) on the template's production defaults and AWS's failure modes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from local_stack.hall import run_hall
+from local_stack.process import LocalStackProcess
+
+pytestmark = pytest.mark.integration
+
+LISTENERS = 100  # make bench runs 500
+TIME_SCALE = 300  # 100 minutes in 20 s
+
+
+@pytest.mark.parametrize(
+    "faults",
+    [
+        {},
+        {"LOCAL_STACK_LOST_DISCONNECTS": "0.05", "LOCAL_STACK_FAULT_RATE": "0.01"},
+    ],
+    ids=["defaults", "lost-disconnects-and-throttling"],
+)
+def test_hall_one_ip_joins_lives_through_three_refreshes_and_loses_nothing(faults: dict[str, str]) -> None:
+    # GIVEN the template's defaults (no PARAMS: rate limits on, grace period on), one source IP,
+    # transaction conflicts and throttling emulated (and, in the second run, lost $disconnects
+    # and 1% injected faults)
+    stack = LocalStackProcess(time_scale=TIME_SCALE, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
+    try:
+        report = asyncio.run(run_hall(stack, LISTENERS, cycles=3, time_scale=TIME_SCALE))
+    finally:
+        stack.stop()
+    # THEN everyone got in within the minute, refreshed three times, every refresh handshake at
+    # its first attempt, nothing answered INTERNAL_ERROR, and no frame was lost
+    assert report.joined == LISTENERS
+    assert report.percentile(1.0) < 60
+    assert report.refreshes_min >= 3
+    assert report.handshake_retries == 0
+    assert report.rate_limited == 0
+    assert report.internal_errors == 0
+    assert (report.lost, report.duplicated) == (0, 0)
+    # AND after everyone left, the counts converged to the live records: none
+    assert (report.listener_count, report.listener_records) == (0, 0)
