@@ -242,6 +242,11 @@ class _Participant:
 
     async def _open(self) -> _Link:
         websocket = await self._handshake()
+        if self._closed:
+            # close() ran while this handshake was under way (a refresh, say): do not leave a
+            # connection open, and counted in the session, behind a closed client.
+            await websocket.close()
+            raise ConnectionError("client closed")
         link = _Link(websocket, self._dispatch)
         self._links.add(link)
         link.every(self.timing.heartbeat_every, lambda: link.send({"action": "heartbeat"}))

@@ -204,6 +204,10 @@ class Participant extends EventTarget {
       const target = token ? `${this.url}?token=${encodeURIComponent(token)}` : this.url;
       try {
         const socket = await Link.open(this.WebSocketImpl, target);
+        if (this.closed) {
+          socket.close(1000, "client closed"); // close() ran during this handshake: leave nothing open
+          throw new Error("client closed");
+        }
         const link = new Link(socket, (l, m) => this.dispatch(l, m), (l, e) => this.lost(l, e));
         this.links.add(link);
         link.every(this.timing.heartbeatEvery, () => link.send({ action: "heartbeat" }));
