@@ -69,9 +69,15 @@ def listener_count(stack: LocalStackProcess, session_id: str) -> int:
 
 
 async def run_hall(
-    stack: LocalStackProcess, listeners: int, *, cycles: int = 3, fps: float = 2.0, time_scale: float = 300
+    stack: LocalStackProcess,
+    listeners: int,
+    *,
+    cycles: int = 3,
+    fps: float = 2.0,
+    time_scale: float = 300,
+    join_over: float = 50.0,
 ) -> HallReport:
-    """One speaker and `listeners` listeners on `stack` (started at `time_scale`), for `cycles` refreshes."""
+    """One speaker and `listeners` listeners joining over `join_over` seconds, for `cycles` refreshes."""
     report = HallReport(listeners)
     timing = Timing(time_scale=time_scale, gap_timeout=5.0)
     speaker = Speaker(stack.url, lambda: tokens.issue("hall-speaker"), timing=timing)
@@ -83,7 +89,7 @@ async def run_hall(
     heard: list[list[int]] = [[] for _ in audience]
 
     async def join(index: int, listener: Listener) -> None:
-        await asyncio.sleep(index * 50 / max(1, listeners))  # a QR code scanned over about 50 s
+        await asyncio.sleep(index * join_over / max(1, listeners))  # a QR code scanned over the minute
         started = time.monotonic()
         await listener.connect()
         report.join_seconds.append(time.monotonic() - started)

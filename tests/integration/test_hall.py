@@ -17,6 +17,7 @@ LISTENERS = 40
 TIME_SCALE = 300  # 100 minutes in 20 s
 
 
+@pytest.mark.timeout(480)  # one run is about two and a half minutes: joins, then three refresh cycles
 @pytest.mark.parametrize(
     "faults",
     [
@@ -31,7 +32,7 @@ def test_hall_one_ip_joins_lives_through_three_refreshes_and_loses_nothing(fault
     # and 1% injected faults)
     stack = LocalStackProcess(time_scale=TIME_SCALE, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
     try:
-        report = asyncio.run(run_hall(stack, LISTENERS, cycles=3, time_scale=TIME_SCALE))
+        report = asyncio.run(run_hall(stack, LISTENERS, cycles=3, time_scale=TIME_SCALE, join_over=20))
     finally:
         stack.stop()
     # THEN everyone got in within the minute, refreshed three times, every refresh handshake at
