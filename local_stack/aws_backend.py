@@ -130,7 +130,11 @@ class AwsBackend:
         _serialize_moto()
         _scale_waits(self.time_scale)
         if aws_faults.enabled_by_environment():
-            aws_faults.install(aws_faults.DynamoContention(self.key_attributes()))
+            # A transaction's 20 ms in flight is a duration like any other: at TIME_SCALE=300 the load
+            # per real second is 300 times AWS's (a hall's refreshes spread over 120 s arrive within
+            # 0.4 s), so the window shrinks with it and conflicts stay as likely as on AWS.
+            window = aws_faults.TRANSACTION_SECONDS / self.time_scale
+            aws_faults.install(aws_faults.DynamoContention(self.key_attributes(), transaction_seconds=window))
             aws_faults.install_throttling(aws_faults.Throttling(aws_faults.fault_rate_from_environment()))
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()

@@ -24,6 +24,7 @@ from typing import Any
 from botocore.awsrequest import AWSResponse
 
 SWITCH = "LOCAL_STACK_AWS_FAULTS"
+TRANSACTION_SECONDS = 0.02  # how long a transaction is in flight on DynamoDB (emulated seconds)
 SINGLE_WRITES = ("PutItem", "UpdateItem", "DeleteItem")
 
 
@@ -54,7 +55,7 @@ def _error(request: Any, code: str, message: str, **extra: Any) -> AWSResponse:
 class DynamoContention:
     """Tracks the items of in-flight transactions; refuses what DynamoDB would refuse."""
 
-    def __init__(self, key_attributes: dict[str, list[str]], transaction_seconds: float = 0.02) -> None:
+    def __init__(self, key_attributes: dict[str, list[str]], transaction_seconds: float = TRANSACTION_SECONDS) -> None:
         self.key_attributes = key_attributes  # table name -> its key attribute names
         self.transaction_seconds = transaction_seconds
         self.enabled = True
