@@ -46,10 +46,12 @@ class _RawBody:
             yield self._body
 
 
-def _error(request: Any, code: str, message: str, **extra: Any) -> AWSResponse:
-    body = json.dumps({"__type": f"com.amazonaws.dynamodb.v20120810#{code}", "message": message, **extra}).encode()
+def _error(request: Any, code: str, message: str, *, status: int = 400, **extra: Any) -> AWSResponse:
+    """An AWS JSON-protocol error response (DynamoDB's error types carry its namespace)."""
+    prefix = "com.amazonaws.dynamodb.v20120810#" if "dynamodb" in request.url else ""
+    body = json.dumps({"__type": f"{prefix}{code}", "message": message, **extra}).encode()
     headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
-    return AWSResponse(request.url, 400, headers, _RawBody(body))
+    return AWSResponse(request.url, status, headers, _RawBody(body))
 
 
 class DynamoContention:
@@ -198,21 +200,14 @@ class Throttling:
         if service not in ("dynamodb", "sfn"):
             return None
         if service == "sfn" and operation in self.buckets and not self.buckets[operation].take():
-            return _json_error(request, 400, "ThrottlingException", "Rate exceeded", "1.0")
+            return _error(request, "ThrottlingException", "Rate exceeded")
         if self.fault_rate and self.random.random() < self.fault_rate:
             self.injected += 1
             if self.random.random() < 0.5:
                 code = "ThrottlingException" if service == "sfn" else "ProvisionedThroughputExceededException"
-                return _json_error(request, 400, code, "Rate exceeded (injected)", "1.0")
-            return _json_error(request, 500, "InternalServerError", "Internal server error (injected)", "1.0")
+                return _error(request, code, "Rate exceeded (injected)")
+            return _error(request, "InternalServerError", "Internal server error (injected)", status=500)
         return None
-
-
-def _json_error(request: Any, status: int, code: str, message: str, version: str) -> AWSResponse:
-    prefix = "com.amazonaws.dynamodb.v20120810#" if "dynamodb" in request.url else ""
-    body = json.dumps({"__type": f"{prefix}{code}", "message": message}).encode()
-    headers = {"Content-Type": f"application/x-amz-json-{version}", "x-amzn-ErrorType": code}
-    return AWSResponse(request.url, status, headers, _RawBody(body))
 
 
 THROTTLING: Throttling | None = None
