@@ -42,6 +42,8 @@ class HallReport:
     conflicts_retried: int = 0
     listener_count: int = -1
     listener_records: int = -1
+    left_behind: list[str] = field(default_factory=list)  # listener records still there at the end
+    speaker_end_error: str = ""  # what endSession met, if it could not be sent
     seconds_until_counts_right: float = -1.0
 
     def percentile(self, q: float) -> float:
@@ -57,9 +59,10 @@ def _get(stack: LocalStackProcess, path: str) -> Any:
         return json.loads(response.read())
 
 
-def listener_records(stack: LocalStackProcess, session_id: str) -> int:
+def listener_records(stack: LocalStackProcess, session_id: str) -> list[str]:
+    """The connection ids of the session's listener records."""
     items = _get(stack, "/_local/tables/ConnectionsTable")["items"]
-    return sum(1 for item in items if item.get("sessionId") == session_id and item.get("role") == "listener")
+    return [i["connectionId"] for i in items if i.get("sessionId") == session_id and i.get("role") == "listener"]
 
 
 def listener_count(stack: LocalStackProcess, session_id: str) -> int:
@@ -136,12 +139,16 @@ async def run_hall(
     # The counts converge once every $disconnect (or, for a lost one, the timer's 410) is in.
     while time.monotonic() - closed < 60:
         report.listener_count = listener_count(stack, speaker.session_id)
-        report.listener_records = listener_records(stack, speaker.session_id)
+        report.left_behind = listener_records(stack, speaker.session_id)
+        report.listener_records = len(report.left_behind)
         if report.listener_count == report.listener_records == 0:
             report.seconds_until_counts_right = time.monotonic() - closed
             break
         await asyncio.sleep(0.5)
-    await speaker.end()
+    try:
+        await speaker.end()
+    except Exception as exc:  # noqa: BLE001 - reported: an emulator that fell behind can cut the speaker
+        report.speaker_end_error = repr(exc)[:200]
     for task in consumers:
         task.cancel()
     return report

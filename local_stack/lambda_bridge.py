@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -72,6 +73,13 @@ class LambdaBridge:
                     "stackTrace": traceback.format_exception(exc)[-3:],
                 }
                 parsed["FunctionError"] = "Unhandled"
+                # What CloudWatch Logs would show for the function: the error is never silent.
+                name = params["url_path"].split("/functions/", 1)[1].split("/", 1)[0]
+                print(
+                    f"{time.strftime('%H:%M:%S')} lambda:Invoke      {unquote(name).rsplit(':', 1)[-1]} "
+                    f"error={type(exc).__name__} {str(exc)[:200]}",
+                    flush=True,
+                )
         data = json.dumps(result).encode()
         parsed["Payload"] = StreamingBody(io.BytesIO(data), len(data))
         return AWSResponse(None, 200, {}, None), parsed

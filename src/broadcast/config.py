@@ -48,6 +48,7 @@ class Settings:
     joins_per_ip_per_minute: int
     connects_per_ip_per_minute: int
     resume_token_key: str
+    cut_sweep_delay_seconds: int
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,6 +70,7 @@ class Settings:
             joins_per_ip_per_minute=_int("RATE_LIMIT_JOINS_PER_IP_PER_MINUTE", 10),
             connects_per_ip_per_minute=_int("RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE", 20),
             resume_token_key=_required("RESUME_TOKEN_KEY"),
+            cut_sweep_delay_seconds=_int("CUT_SWEEP_DELAY_SECONDS", 60),
         )
         limits = (
             settings.sessions_per_user_per_hour,

@@ -392,6 +392,8 @@ def notify(event: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(session_id, str):
             raise InvalidParameters("sessionId is required")
         return {"delivered": True, "ended": speaker_grace_expired(session_id, connection_id)}
+    if kind == "connectionCut":
+        return {"removed": _forget_after_cut(connection_id)}
     if kind == "connectionRefreshRequired":
         message = _refresh_required_message(connection_id)
         if message is None:
@@ -412,6 +414,19 @@ def notify(event: dict[str, Any]) -> dict[str, Any]:
         count("StaleConnectionsRemoved")
         return {"delivered": False}
     return {"delivered": True}
+
+
+def _forget_after_cut(connection_id: str) -> bool:
+    """Past the 2-hour cut the connection cannot exist: forget a record that outlived it; True if one did.
+
+    Reached only when $disconnect never came and no post met a 410 since the warning.
+    """
+    if connections_table.get(connection_id) is None:
+        return False
+    _forget(connection_id, deliberate=False)
+    count("StaleConnectionsRemoved")
+    logger.info("record removed after the cut", extra={"connectionId": connection_id})
+    return True
 
 
 def _refresh_required_message(connection_id: str) -> dict[str, Any] | None:

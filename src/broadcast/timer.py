@@ -50,6 +50,9 @@ def connection_input(connection_id: str, connected_at: int) -> dict[str, Any]:
         "connectedAt": connected_at,
         "refreshAfterSeconds": refresh_after,
         "warnAfterSeconds": cfg.warning_after_seconds - refresh_after,
+        # From the warning to just past API Gateway's cut: the record is then removed if it is
+        # still there ($disconnect is best effort; a stopped timer never gets this far).
+        "cutAfterSeconds": cfg.max_connection_seconds - cfg.warning_after_seconds + cfg.cut_sweep_delay_seconds,
     }
 
 

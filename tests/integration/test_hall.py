@@ -45,5 +45,7 @@ def test_hall_one_ip_joins_lives_through_three_refreshes_and_loses_nothing(fault
     assert report.internal_errors == 0
     assert (report.lost, report.duplicated) == (0, 0)
     # AND after everyone left, the counts converged to the live records: none
-    assert (report.listener_count, report.listener_records) == (0, 0)
+    assert (report.listener_count, report.listener_records) == (0, 0), report.left_behind
+    # AND the speaker was still on the air to end the session
+    assert report.speaker_end_error == ""
     assert report.seconds_until_counts_right >= 0

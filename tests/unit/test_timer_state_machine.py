@@ -15,7 +15,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from broadcast import aws, timer
+from broadcast import aws, connections_table, service, sessions_table, timer
 from broadcast.handlers import notifier
 from local_stack import template as cfn
 from local_stack.lambda_bridge import LambdaBridge
@@ -33,6 +33,7 @@ def engine(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("WARNING_AFTER_SECONDS", "2")
     monkeypatch.setenv("MAX_CONNECTION_SECONDS", "4")
     monkeypatch.setenv("REFRESH_JITTER_SECONDS", "0")
+    monkeypatch.setenv("CUT_SWEEP_DELAY_SECONDS", "1")
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
         ddb = boto3.client("dynamodb", region_name="us-east-1")
         cfn.create_tables(ddb, template, TABLE_NAMES)
@@ -47,6 +48,12 @@ def engine(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
         try:
             yield sfn, management, bridge
         finally:
+            # Executions outlive the test otherwise (the sweep after the cut comes last) and
+            # would call the next test's bridge with this test's connection ids.
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                running = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+                for execution in running["executions"]:
+                    sfn.stop_execution(executionArn=execution["executionArn"])
             bridge.uninstall()
 
 
@@ -94,7 +101,11 @@ def test_timer_sends_refresh_then_warning_at_scaled_times(engine: Any) -> None:
     described = wait_for_end(sfn, timer.execution_arn(timer.execution_name("lst-1")))
 
     assert described["status"] == "SUCCEEDED"
-    arrivals = [(t - started, kind) for t, conn, kind in management.arrivals if conn == "lst-1"]
+    arrivals = [
+        (t - started, kind)
+        for t, conn, kind in management.arrivals
+        if conn == "lst-1" and kind in ("connectionRefreshRequired", "connectionWarning")
+    ]
     assert [kind for _, kind in arrivals] == ["connectionRefreshRequired", "connectionWarning"]
     assert 0.9 <= arrivals[0][0] <= 2.5
     assert 1.9 <= arrivals[1][0] <= 3.5
@@ -164,7 +175,7 @@ def test_timer_notifier_error_is_retried(engine: Any, monkeypatch: pytest.Monkey
     described = wait_for_end(sfn, timer.execution_arn(timer.execution_name("lst-1")), timeout=20)
     assert described["status"] == "SUCCEEDED"
     assert [kind for _, _, kind in management.arrivals] == ["connectionRefreshRequired", "connectionWarning"]
-    assert calls["n"] == 3
+    assert calls["n"] == 4  # the failed notice, the notice, the warning, the sweep after the cut
 
 
 def test_timer_speaker_grace_ends_session_when_speaker_does_not_return(
@@ -195,3 +206,56 @@ def test_timer_asl_uses_the_stack_partition(template: dict[str, Any]) -> None:
         template, "ConnectionTimer", {"NotifierFunctionArn": "x", "Partition": "aws-cn"}
     )
     assert "arn:aws-cn:states:::lambda:invoke" in china
+
+
+def test_timer_removes_a_listener_whose_disconnect_never_came_after_the_cut(engine: Any) -> None:
+    # GIVEN a listener that got its notice and its warning, then closed without a $disconnect
+    sfn, management, bridge = engine
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1")
+    wait_until_waiting(sfn, timer.execution_arn(timer.execution_name("spk-1")))
+    timer.stop_for_connection("spk-1")  # the speaker's own cut would end the session first
+    driver.join("lst-1", session_id, "de")
+    arn = timer.execution_arn(timer.execution_name("lst-1"))
+    deadline = time.monotonic() + 10
+    while not management.messages_to("lst-1", "connectionWarning") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    management.gone.add("lst-1")
+    # WHEN the timer runs past the 2-hour cut
+    described = wait_for_end(sfn, arn)
+    # THEN its last step removed the record and uncounted the listener
+    assert described["status"] == "SUCCEEDED"
+    assert [event["notification"] for _, event in bridge.invocations if event.get("connectionId") == "lst-1"] == [
+        "connectionRefreshRequired",
+        "connectionWarning",
+        "connectionCut",
+    ]
+    assert json.loads(described["output"])["cut"] == {"removed": True}
+    assert connections_table.get("lst-1") is None
+    session = sessions_table.get(session_id)
+    assert session is not None
+    assert session.listener_count == 0
+
+
+def test_timer_after_the_cut_changes_nothing_when_the_record_is_gone(engine: Any) -> None:
+    # GIVEN a listener whose record went (a 410 cleanup, say) after its warning
+    sfn, management, _bridge = engine
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1")
+    wait_until_waiting(sfn, timer.execution_arn(timer.execution_name("spk-1")))
+    timer.stop_for_connection("spk-1")  # the speaker's own cut would end the session first
+    driver.join("lst-1", session_id, "de")
+    arn = timer.execution_arn(timer.execution_name("lst-1"))
+    deadline = time.monotonic() + 10
+    while not management.messages_to("lst-1", "connectionWarning") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert service.notify({"notification": "connectionCut", "connectionId": "lst-1", "connectedAt": 0}) == {
+        "removed": True
+    }
+    # WHEN the timer's own sweep comes after that
+    described = wait_for_end(sfn, arn)
+    # THEN it found nothing to remove, and the listener was uncounted once, not twice
+    assert json.loads(described["output"])["cut"] == {"removed": False}
+    session = sessions_table.get(session_id)
+    assert session is not None
+    assert session.listener_count == 0
