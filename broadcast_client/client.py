@@ -55,6 +55,10 @@ class Timing:
     # Listener._caught_up); this bounds that wait, in real seconds, after which a frame still
     # missing is a `gap`. It is also kept well inside the old connection's 2-hour cut.
     handover_timeout: float = 10.0
+    # Real seconds the server's audio route may lag a join or refresh (AUDIO_ROUTE_CACHE_MS, 1 s,
+    # plus a margin): frames sent sooner may still go to the old connection only, from any of
+    # the server's containers, whatever their order. The old connection stays at least this long.
+    route_settle: float = 1.5
     gap_timeout: float = 2.0  # real seconds a missing frame is waited for
     time_scale: float = 1.0
 
@@ -567,15 +571,21 @@ class Listener(_Participant):
     async def _handover(self, old: _Link, new: _Link) -> None:
         """Keep the old connection until the new one has caught up, within `handover_timeout`.
 
-        Caught up: the new connection has brought a frame newer than any the old one had brought
-        when the refresh began, and every frame before it has been delivered. A frame whose
-        fan-out read the listener list before the new connection was in it reaches only the old
-        connection; it is older than that frame, so the buffer holds a hole until it lands on
-        the old connection. However long that fan-out takes, the old connection is still open.
+        Caught up: once the server's audio routes have settled (`Timing.route_settle` after the
+        refresh completed), the new connection has brought a frame newer than any the old one
+        had brought by then, and every frame before it has been delivered. A frame whose fan-out
+        used a listener list without the new connection reaches only the old connection; it is
+        older than that frame, so the buffer holds a hole until it lands on the old connection.
+        However long that fan-out takes, the old connection is still open.
         """
-        newest_at_switch = old.newest_at_refresh
         cut_in = old.opened_at + self.timing.real(self.timing.max_connection) - time.monotonic()
         deadline = time.monotonic() + max(0.0, min(self.timing.handover_timeout, cut_in - 1.0))
+        # Until every route the server may still use includes the new connection, a frame can
+        # reach the new connection and the next one the old only: the rule starts after that.
+        settle = min(self.timing.route_settle, deadline - time.monotonic())
+        if settle > 0 and not old.closing and not self._closed:
+            await asyncio.sleep(settle)
+        newest_at_switch = max(old.seqs, default=old.newest_at_refresh)
         while not self._caught_up(new, newest_at_switch):
             remaining = deadline - time.monotonic()
             if remaining <= 0 or self._closed:
@@ -584,7 +594,7 @@ class Listener(_Participant):
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), remaining)
-        self._count_wire(old, new, newest_at_switch)
+        self._count_wire(old, new, old.newest_at_refresh)
 
     def _caught_up(self, new: _Link, newest_at_switch: int) -> bool:
         fresh = [seq for seq in new.seqs if seq > newest_at_switch]

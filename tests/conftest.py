@@ -25,7 +25,6 @@ os.environ.update(
         "TIMER_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:test-timer",
         "POWERTOOLS_METRICS_NAMESPACE": "BroadcastTests",
         "POWERTOOLS_DEV": "false",
-        "POWERTOOLS_TRACE_DISABLED": "true",
         "SPEAKER_GRACE_SECONDS": "0",
         "RATE_LIMITS_TABLE": "test-rate-limits",
         "RESUME_TOKEN_KEY": "test-resume-token-key-of-at-least-32-characters",
@@ -36,7 +35,7 @@ os.environ.update(
     }
 )
 
-from broadcast import aws, config  # noqa: E402
+from broadcast import audio_routes, aws, config  # noqa: E402
 from local_stack import template as cfn  # noqa: E402
 from local_stack.harness import RecordingManagementApi, mocked_backend  # noqa: E402
 
@@ -52,9 +51,11 @@ def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Every test starts with freshly read settings and no cached clients."""
     config.reset()
     aws.reset()
+    audio_routes.forget()
     yield
     config.reset()
     aws.reset()
+    audio_routes.forget()
 
 
 @pytest.fixture

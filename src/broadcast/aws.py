@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 _clients: dict[tuple[str, str], Any] = {}
+_injected: set[tuple[str, str]] = set()
 _lock = threading.Lock()
 
 
@@ -13,8 +14,8 @@ _lock = threading.Lock()
 # timeout, or a throttled start would time the handshake out instead of leaving the connection
 # up without a timer (the client's fallback covers that). 3 attempts of at most 1 + 1 s, plus
 # standard mode's jittered backoff (under 1 s, then under 2 s): at most 9 s.
-# The management API's fan-out posts from 32 threads (messenger.MAX_PARALLEL_POSTS): as many
-# keep-alive connections, not botocore's default 10 that the threads would queue for.
+# The management API client serves tests' fakes and tools; the fan-out itself posts through
+# connections_api, a kept-alive connection per posting thread.
 _LIMITS = {
     "stepfunctions": {"total_max_attempts": 3, "connect_timeout": 1, "read_timeout": 1},
     "apigatewaymanagementapi": {"total_max_attempts": 3, "connect_timeout": 2, "read_timeout": 5, "pool": 32},
@@ -55,11 +56,19 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
 def inject(service: str, instance: Any, endpoint_url: str | None = None) -> None:
     """Use `instance` for `service` from now on (tests and the local stack)."""
     _clients[(service, endpoint_url or "")] = instance
+    _injected.add((service, endpoint_url or ""))
+
+
+def injected(service: str, endpoint_url: str | None = None) -> Any:
+    """The instance injected for `service` (and endpoint), or None when none was."""
+    key = (service, endpoint_url or "")
+    return _clients.get(key) if key in _injected else None
 
 
 def reset() -> None:
     """Drop every cached client, so that the next call builds fresh ones."""
     _clients.clear()
+    _injected.clear()
 
 
 def error_code(exc: BaseException) -> str:

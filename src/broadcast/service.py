@@ -8,6 +8,8 @@ from importlib import resources
 from typing import Any
 
 from broadcast import (
+    audio_routes,
+    aws,
     clock,
     connections_table,
     messenger,
@@ -136,8 +138,10 @@ def _announce_end(session_id: str, reason: str) -> list[str]:
     return [connection_id for connection_id, _ in listeners]
 
 
-def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dict[str, Any]) -> None:
-    """Post `message` to listeners in parallel; a 410 removes that listener (never the sender)."""
+def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dict[str, Any]) -> list[str]:
+    """Post `message` to listeners in parallel; a 410 removes that listener (never the sender).
+
+    Returns the connection ids that answered 410."""
     languages = dict(listeners)
     gone, failed = messenger.post_many(languages, message)
     # After every post went out, each on its own: a cleanup that fails (throttled, say) never
@@ -147,12 +151,16 @@ def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dic
         try:
             sessions_table.remove_listener(connection_id, session_id, languages[connection_id])
             removed += 1
-        except Exception:  # noqa: BLE001 - best effort, logged: the frame was delivered
-            logger.warning("stale listener not removed", extra={"sessionId": session_id})
+        except Exception as exc:  # noqa: BLE001 - best effort, logged: the frame was delivered
+            logger.warning(
+                "stale listener not removed",
+                extra={"sessionId": session_id, "errorCode": aws.error_code(exc) or type(exc).__name__},
+            )
     if removed:
         count("StaleConnectionsRemoved", removed)
     if failed:
         logger.warning("posts failed", extra={"sessionId": session_id, "failed": len(failed)})
+    return gone
 
 
 # --- session routes --------------------------------------------------------------------------
@@ -331,21 +339,38 @@ def session_status(caller: Caller) -> dict[str, Any]:
 
 
 def send_audio(caller: Caller, body: dict[str, Any]) -> None:
-    """Relay one frame from the session's speaker to every listener, in parallel; no reply on success."""
+    """Relay one frame from the session's speaker to every listener, in parallel; no reply on success.
+
+    Who the speaker and the listeners are comes from audio_routes: read once, then reused for
+    AUDIO_ROUTE_CACHE_MS, so a steady stream of frames reads nothing from DynamoDB.
+    """
     seq, audio = protocol.require_audio_frame(body)
+    route = audio_routes.get(caller.connection_id, settings().audio_route_cache_ms) or _read_route(caller)
+    # Either connection of the speaker may send during a handover; both carry the speaker's sub.
+    if not caller.user_id or caller.user_id != route.speaker_user_id:
+        raise Forbidden("only the session's speaker may send audio")
+    gone = broadcast_to(
+        route.session_id,
+        list(route.listeners.items()),
+        protocol.message("audio", sessionId=route.session_id, seq=seq, audio=audio),
+    )
+    audio_routes.drop_listeners(caller.connection_id, gone)
+
+
+def _read_route(caller: Caller) -> audio_routes.Route:
+    """Read (and cache) the caller's session and audience; refuses anyone but its active speaker."""
+    audio_routes.forget(caller.connection_id)
     record = connections_table.get(caller.connection_id)
     if record is None or record.role != "speaker" or not record.session_id:
         raise Forbidden("only the session's speaker may send audio")
     session = sessions_table.get(record.session_id)
     if session is None or not session.is_active:
         raise SessionNotFound(f"session {record.session_id} is not active")
-    # Either connection of the speaker may send during a handover; both carry the speaker's sub.
-    if not caller.user_id or caller.user_id != session.speaker_user_id:
-        raise Forbidden("only the session's speaker may send audio")
-    listeners = list(connections_table.listeners_of(session.session_id))
-    broadcast_to(
-        session.session_id, listeners, protocol.message("audio", sessionId=session.session_id, seq=seq, audio=audio)
+    route = audio_routes.Route(
+        session.session_id, session.speaker_user_id or "", dict(connections_table.listeners_of(session.session_id))
     )
+    audio_routes.put(caller.connection_id, route)
+    return route
 
 
 def end_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,81 @@
+"""Where a speaker connection's frames go, cached per warm container: no DynamoDB read per frame.
+
+A frame needs three answers: is this connection its session's speaker, is the session active,
+and who listens. Reading them costs two strongly consistent GetItems and a Query per frame, at
+several frames a second for every session. Here they are read once and reused for
+AUDIO_ROUTE_CACHE_MS (1,000 by default), the staleness the product accepts:
+
+- a listener who joins (or hands over to a new connection) hears audio at most that much later;
+  the clients' handover waits until the new connection delivers, so a handover takes longer
+  but loses nothing;
+- a session ended, or a speaker replaced, is noticed by the next read, at most that much later
+  (the clients hear `sessionEnded` from the end itself, not from the audio path);
+- a listener answered 410 is dropped from the cached route at once.
+
+Entries are bounded (the least recently read go first); each container has its own, so two
+containers may see a change up to the bound apart. Thread-safe: a dict per entry, replaced whole.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+MAX_ROUTES = 512
+
+
+@dataclass
+class Route:
+    """One speaker connection's session and audience, as read at `read_at` (time.monotonic())."""
+
+    session_id: str
+    speaker_user_id: str
+    listeners: dict[str, str]  # connection id -> target language
+    read_at: float = field(default_factory=lambda: time.monotonic())
+
+
+_routes: OrderedDict[str, Route] = OrderedDict()
+_lock = threading.Lock()
+
+
+def get(connection_id: str, max_age_ms: int) -> Route | None:
+    """The cached route of a speaker connection, if read within `max_age_ms`."""
+    if max_age_ms <= 0:
+        return None
+    with _lock:
+        route = _routes.get(connection_id)
+        if route is None or (time.monotonic() - route.read_at) * 1000 > max_age_ms:
+            return None
+        _routes.move_to_end(connection_id)
+        return route
+
+
+def put(connection_id: str, route: Route) -> None:
+    """Remember `route` for `connection_id` (evicting the least recently read beyond MAX_ROUTES)."""
+    with _lock:
+        _routes[connection_id] = route
+        _routes.move_to_end(connection_id)
+        while len(_routes) > MAX_ROUTES:
+            _routes.popitem(last=False)
+
+
+def drop_listeners(connection_id: str, gone: list[str]) -> None:
+    """Listeners that answered 410: never posted to again from this cache."""
+    if not gone:
+        return
+    with _lock:
+        route = _routes.get(connection_id)
+        if route is not None:
+            remaining = {c: lang for c, lang in route.listeners.items() if c not in set(gone)}
+            _routes[connection_id] = Route(route.session_id, route.speaker_user_id, remaining, route.read_at)
+
+
+def forget(connection_id: str | None = None) -> None:
+    """Drop one connection's route (or, with None, every route: tests)."""
+    with _lock:
+        if connection_id is None:
+            _routes.clear()
+        else:
+            _routes.pop(connection_id, None)
