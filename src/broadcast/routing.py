@@ -9,7 +9,7 @@ from typing import Any
 from broadcast import protocol
 from broadcast.caller import Caller
 from broadcast.errors import BroadcastError, InternalError, InvalidAction
-from broadcast.observability import count_by, logger, metrics, traced
+from broadcast.observability import count_by, logger, metrics
 
 
 def caller_from(event: dict[str, Any]) -> Caller:
@@ -82,7 +82,6 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
 def route(operation: Operation) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """A Lambda handler for a message route: `handler = route(service.join_session)`."""
 
-    @traced
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return message_route(event, operation)

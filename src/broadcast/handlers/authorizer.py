@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from broadcast.auth import InvalidToken, TokenSettings, TokenVerifier
-from broadcast.observability import logger, traced
+from broadcast.observability import logger
 
 _verifier: TokenVerifier | None = None
 
@@ -29,7 +29,6 @@ def _policy(principal: str, effect: str, resource: str, context: dict[str, str])
     }
 
 
-@traced
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point. Raising 'Unauthorized' makes API Gateway answer 401 to the handshake."""
     query = event.get("queryStringParameters") or {}

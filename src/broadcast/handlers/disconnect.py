@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from broadcast import service
-from broadcast.observability import logger, metrics, traced
+from broadcast.observability import logger, metrics
 from broadcast.routing import caller_from
 
 
-@traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point."""

@@ -9,10 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from broadcast import service
-from broadcast.observability import metrics, traced
+from broadcast.observability import metrics
 
 
-@traced
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """Lambda entry point."""
