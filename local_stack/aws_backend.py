@@ -61,6 +61,36 @@ def _scale_waits(time_scale: float) -> None:
     WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
 
 
+def _reuse_task_clients(enable: bool = True) -> None:
+    """One boto3 Lambda client for all of moto's Task states, not a new one per invocation.
+
+    moto's Step Functions engine builds a fresh boto3 client for every `lambda:invoke` Task
+    (loading the service model each time, about 0.1 s of CPU): with a hall's timers firing,
+    that alone took most of the emulator's one core and starved every connection. Lambda's
+    service does nothing of the kind, so the emulator should not either.
+    """
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+
+    current = lambda_eval_utils.boto_client_for
+    original = getattr(current, "original", current)
+    if not enable:
+        # A cached client keeps the event hooks it was built with: a later LambdaBridge (another
+        # backend in the same process, as in the tests) must get fresh clients again.
+        lambda_eval_utils.boto_client_for = original  # type: ignore[assignment]
+        return
+    clients: dict[tuple[str, str], Any] = {}
+    lock = threading.Lock()
+
+    def reused(region: str, service: str, state_credentials: Any = None) -> Any:
+        with lock:
+            if (region, service) not in clients:
+                clients[(region, service)] = original(region, service)
+            return clients[(region, service)]
+
+    reused.original = original  # type: ignore[attr-defined]
+    lambda_eval_utils.boto_client_for = reused  # type: ignore[assignment]
+
+
 def resolve_handler(spec: str) -> Handler:
     """Import 'package.module.function' and return the function."""
     module_name, _, attr = spec.rpartition(".")
@@ -129,6 +159,7 @@ class AwsBackend:
         os.environ["AWS_DEFAULT_REGION"] = REGION
         _serialize_moto()
         _scale_waits(self.time_scale)
+        _reuse_task_clients()
         if aws_faults.enabled_by_environment():
             # A transaction's 20 ms in flight is a duration like any other: at TIME_SCALE=300 the load
             # per real second is 300 times AWS's (a hall's refreshes spread over 120 s arrive within
@@ -171,6 +202,7 @@ class AwsBackend:
         raise ValueError(f"cannot resolve DefinitionSubstitution {value!r} locally")
 
     def stop(self) -> None:
+        _reuse_task_clients(enable=False)
         aws_faults.install(None)
         aws_faults.install_throttling(None)
         if self._bridge:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,33 +41,34 @@ class LocalStackProcess:
         if template is not None:
             cmd += ["--template", str(template)]
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+        # The log goes to a file, not a pipe: a pipe that this (busy) process drains late fills
+        # up, and the emulator's every print, on its event loop too, would wait for it.
+        self._log = tempfile.NamedTemporaryFile(prefix="local-stack-", suffix=".log", delete=False)  # noqa: SIM115
         self.process = subprocess.Popen(  # noqa: S603 - our own module
-            cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
-        self.lines: list[str] = []
+        self._kept: list[str] | None = None  # the log's lines once stopped
         self.url = self._wait_ready()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
+
+    @property
+    def lines(self) -> list[str]:
+        """Every line the emulator has printed so far."""
+        if self._kept is not None:
+            return self._kept
+        with open(self._log.name, encoding="utf-8", errors="replace") as log:
+            return log.readlines()
 
     def _wait_ready(self, timeout: float = 60) -> str:
         deadline = time.monotonic() + timeout
-        assert self.process.stdout is not None
         while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
+            for line in self.lines:
+                if line.startswith("READY "):
+                    return line.split(" ", 1)[1].strip()
+            if self.process.poll() is not None:
                 break
-            self.lines.append(line)
-            if line.startswith("READY "):
-                return line.split(" ", 1)[1].strip()
+            time.sleep(0.05)
         self.stop()
         raise RuntimeError("local stack did not become ready:\n" + "".join(self.lines[-40:]))
-
-    def _drain(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line)
-            if len(self.lines) > 20_000:
-                del self.lines[:10_000]
 
     @property
     def management_endpoint(self) -> str:
@@ -102,4 +104,9 @@ class LocalStackProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._kept is None:
+            self._kept = self.lines
+            self._log.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._log.name)
         return self.process.returncode
