@@ -37,7 +37,7 @@ class Script:
         self.by_connection: dict[str, tuple[int, dict[str, str], bytes]] = {}  # the path's last part -> answer
         self.requests: list[dict[str, Any]] = []
         self.bad_signatures = 0
-        self.connections: set[int] = set()
+        self.connections: set[tuple[str, int]] = set()
 
 
 def _check_signature(handler: BaseHTTPRequestHandler, body: bytes) -> bool:
@@ -61,7 +61,7 @@ def server() -> Iterator[tuple[str, Script]]:
 
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
-            script.connections.add(id(self.connection))
+            script.connections.add(self.client_address)  # (host, port): a new port per connection
             script.requests.append({"path": self.path, "body": body})
             if not _check_signature(self, body):
                 script.bad_signatures += 1
