@@ -8,10 +8,32 @@ import platform
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from bench import calls, cold_start, cost, load
+from bench import calls, cold_start, cost, fanout, load
 
 RESULTS = Path(__file__).parent / "results" / "latest.md"
+
+
+def hall_table(listeners: int, progress: Any) -> str:
+    """The hall on production defaults, then with lost $disconnects and injected faults (local_stack/hall.py)."""
+    import asyncio
+
+    from local_stack.hall import run_hall, table
+    from local_stack.process import LocalStackProcess
+
+    reports = []
+    for name, faults in (
+        ("defaults", {}),
+        ("5% $disconnect lost, 1% faults", {"LOCAL_STACK_LOST_DISCONNECTS": "0.05", "LOCAL_STACK_FAULT_RATE": "0.01"}),
+    ):
+        progress(f"  hall: {name}")
+        stack = LocalStackProcess(time_scale=300, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
+        try:
+            reports.append((name, asyncio.run(run_hall(stack, listeners, cycles=3, time_scale=300, join_over=20))))
+        finally:
+            stack.stop()
+    return table(reports)
 
 
 def main() -> None:
@@ -19,6 +41,8 @@ def main() -> None:
     parser.add_argument("--listeners", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5, help="cold-start runs per module (median)")
+    # 40: what the emulator carries at TIME_SCALE=300 on two cores (docs/performance.md section 5).
+    parser.add_argument("--hall", type=int, default=40, help="listeners in the hall scenario")
     args = parser.parse_args()
     started = time.monotonic()
 
@@ -26,18 +50,26 @@ def main() -> None:
         print(f"[{time.monotonic() - started:6.1f}s] {line}", flush=True)
 
     sections: list[tuple[str, str]] = []
-    progress("1/4 AWS calls per operation (moto)")
+    progress("1/6 AWS calls per operation (moto)")
     sections.append(("AWS calls per operation", calls.table(calls.count())))
     print(sections[-1][1], flush=True)
-    progress("2/4 cold start (fresh interpreter per import)")
+    progress("2/6 cold start (fresh interpreter per import)")
     sections.append(("Cold start: import time", cold_start.table(cold_start.measure(args.runs, progress))))
     print(sections[-1][1], flush=True)
-    progress("3/4 load on the local stack")
+    progress("3/6 audio fan-out")
+    fanned = fanout.measure(progress)
+    sections.append(("Audio fan-out", fanout.table(fanned)))
+    print(sections[-1][1], flush=True)
+    progress("4/6 load on the local stack")
     sections.append(("Load on the local stack", load.table(load.measure(args.listeners, args.sessions, progress))))
     print(sections[-1][1], flush=True)
-    progress("4/4 cost model")
-    sections.append(("Cost per 1,000 connection-hours", cost.table(cost.rows())))
+    progress(f"5/6 the hall: {args.hall} listeners from one IP on the template's defaults")
+    sections.append(("The hall", hall_table(args.hall, progress)))
     print(sections[-1][1], flush=True)
+    progress("6/6 cost model")
+    sections.append(("Cost per 1,000 connection-hours", cost.table(cost.rows())))
+    sections.append(("Cost of audio per 1,000 listener-hours", cost.audio_table(fanout.cost_inputs(fanned))))
+    print(sections[-2][1] + "\n\n" + sections[-1][1], flush=True)
 
     header = (
         f"# Benchmark results\n\nRun {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC on "

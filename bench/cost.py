@@ -8,6 +8,7 @@ One connection lives about 99 minutes here: it is told to refresh at 100 minutes
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,4 +115,78 @@ def table(data: list[tuple[str, float, float]]) -> str:
         lines.append(f"| {role} | ${ours:.4f} | ${seed:.4f} | {ours / seed:.2f} |")
     lines.append("")
     lines.append(f"Prices: {PRICES['region']}, recorded {PRICES['recorded']} (see bench/prices.json for sources).")
+    return "\n".join(lines)
+
+
+# --- audio -------------------------------------------------------------------------------------
+
+MESSAGE_METER_BYTES = 32 * 1024  # API Gateway bills WebSocket messages in 32 KB increments
+BYTES_PER_SECOND = 16000 * 2  # pcm_s16le/16000/1
+STRONG_READ_BYTES = 4096  # one read request unit: up to 4 KB, strongly consistent (eventually: half)
+
+
+@dataclass
+class AudioInputs:
+    """What the audio cost is computed from, all measured or counted by `make bench` (bench/fanout.py)."""
+
+    listeners_per_session: int
+    cpu_ms_per_post: float  # measured CPU per delivered post, at this session size
+    memory_mb: int  # SendAudioFunction's MemorySize in template.yaml
+    modelled_ms: float  # modelled duration of one frame's fan-out at that memory
+    read_units_per_route_read: float  # read request units of one route read (counted calls, item sizes)
+    route_cache_seconds: float  # one route read per speaker connection per this many seconds
+
+
+def audio_message_bytes(frame_ms: int) -> int:
+    """The size of one `audio` message as the fan-out sends it (JSON with base64 audio)."""
+    import base64
+
+    raw = b"\x00" * (BYTES_PER_SECOND * frame_ms // 1000)
+    body = {"type": "audio", "sessionId": "golden-eagle-427", "seq": 123456, "audio": base64.b64encode(raw).decode()}
+    return len(json.dumps(body, separators=(",", ":")).encode())
+
+
+def audio_per_thousand_listener_hours(frame_ms: int, inputs: AudioInputs) -> dict[str, float]:
+    """Dollars per 1,000 listener-hours of audio, by service, for one frame length."""
+    p = PRICES
+    n = inputs.listeners_per_session
+    frames = 3600 * 1000 / frame_ms  # per hour
+    sessions = 1000 / n  # 1,000 listener-hours = this many session-hours
+    metered = math.ceil(audio_message_bytes(frame_ms) / MESSAGE_METER_BYTES)
+    messages = frames * (n * metered + metered) * sessions  # one post per listener, plus the speaker's frame in
+    invocations = frames * sessions
+    gb_seconds = invocations * inputs.modelled_ms / 1000 * inputs.memory_mb / 1024
+    read_units = 3600 / inputs.route_cache_seconds * inputs.read_units_per_route_read * sessions
+    return {
+        "apigateway": messages / 1e6 * p["apigateway_websocket_per_million_messages"],
+        "lambda": invocations / 1e6 * p["lambda_per_million_requests"] + gb_seconds * p["lambda_arm64_per_gb_second"],
+        "dynamodb": read_units / 1e6 * p["dynamodb_on_demand_per_million_read_request_units"],
+    }
+
+
+def audio_table(inputs: AudioInputs) -> str:
+    """Audio next to the connections' own cost (the table above), per 1,000 listener-hours."""
+    connection = per_thousand_hours("listener", "timer")
+    seed_connection = per_thousand_hours("listener", "seed")
+    lines = [
+        f"| per 1,000 listener-hours, sessions of {inputs.listeners_per_session} | message size | API Gateway messages "
+        "| Lambda (SendAudio) | DynamoDB reads | audio total | + connection (this design / seed design) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for frame_ms in (200, 500):
+        cost = audio_per_thousand_listener_hours(frame_ms, inputs)
+        total = sum(cost.values())
+        lines.append(
+            f"| {frame_ms} ms frames | {audio_message_bytes(frame_ms):,} B "
+            f"({math.ceil(audio_message_bytes(frame_ms) / MESSAGE_METER_BYTES)} metered) "
+            f"| ${cost['apigateway']:.2f} | ${cost['lambda']:.4f} | ${cost['dynamodb']:.5f} | ${total:.2f} "
+            f"| ${total + connection:.2f} / ${total + seed_connection:.2f} |"
+        )
+    lines.append("")
+    lines.append(
+        f"From bench/fanout.py's run: {inputs.cpu_ms_per_post:.3f} ms CPU per post, SendAudioFunction at "
+        f"{inputs.memory_mb} MB for {inputs.modelled_ms:.0f} ms per frame (modelled), "
+        f"{inputs.read_units_per_route_read:g} read units per route read, one per "
+        f"{inputs.route_cache_seconds:g} s per speaker connection. The speaker's own frames in are counted."
+    )
     return "\n".join(lines)

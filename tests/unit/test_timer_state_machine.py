@@ -208,9 +208,8 @@ def test_timer_asl_uses_the_stack_partition(template: dict[str, Any]) -> None:
     assert "arn:aws-cn:states:::lambda:invoke" in china
 
 
-def test_timer_removes_a_listener_whose_disconnect_never_came_after_the_cut(engine: Any) -> None:
-    # GIVEN a listener that got its notice and its warning, then closed without a $disconnect
-    sfn, management, bridge = engine
+def listener_past_its_warning(sfn: Any, management: Any) -> tuple[str, str]:
+    """A session with listener lst-1 whose timer has sent its warning; (session id, its timer's ARN)."""
     driver = Driver()
     session_id = driver.speaker_session("spk-1")
     wait_until_waiting(sfn, timer.execution_arn(timer.execution_name("spk-1")))
@@ -220,6 +219,13 @@ def test_timer_removes_a_listener_whose_disconnect_never_came_after_the_cut(engi
     deadline = time.monotonic() + 10
     while not management.messages_to("lst-1", "connectionWarning") and time.monotonic() < deadline:
         time.sleep(0.05)
+    return session_id, arn
+
+
+def test_timer_removes_a_listener_whose_disconnect_never_came_after_the_cut(engine: Any) -> None:
+    # GIVEN a listener that got its notice and its warning, then closed without a $disconnect
+    sfn, management, bridge = engine
+    session_id, arn = listener_past_its_warning(sfn, management)
     management.gone.add("lst-1")
     # WHEN the timer runs past the 2-hour cut
     described = wait_for_end(sfn, arn)
@@ -240,15 +246,7 @@ def test_timer_removes_a_listener_whose_disconnect_never_came_after_the_cut(engi
 def test_timer_after_the_cut_changes_nothing_when_the_record_is_gone(engine: Any) -> None:
     # GIVEN a listener whose record went (a 410 cleanup, say) after its warning
     sfn, management, _bridge = engine
-    driver = Driver()
-    session_id = driver.speaker_session("spk-1")
-    wait_until_waiting(sfn, timer.execution_arn(timer.execution_name("spk-1")))
-    timer.stop_for_connection("spk-1")  # the speaker's own cut would end the session first
-    driver.join("lst-1", session_id, "de")
-    arn = timer.execution_arn(timer.execution_name("lst-1"))
-    deadline = time.monotonic() + 10
-    while not management.messages_to("lst-1", "connectionWarning") and time.monotonic() < deadline:
-        time.sleep(0.05)
+    session_id, arn = listener_past_its_warning(sfn, management)
     assert service.notify({"notification": "connectionCut", "connectionId": "lst-1", "connectedAt": 0}) == {
         "removed": True
     }
