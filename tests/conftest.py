@@ -12,6 +12,16 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
+from local_stack import template as _cfn  # noqa: E402 - reads template.yaml; imports no handler code
+
+_PARAMETERS = _cfn.load()["Parameters"]
+
+
+def _deployed(parameter: str) -> str:
+    """The template's default for `parameter`: what `sam deploy` ships, so what the tests run on."""
+    return str(_PARAMETERS[parameter]["Default"])
+
+
 os.environ.update(
     {
         "AWS_ACCESS_KEY_ID": "testing",
@@ -25,13 +35,13 @@ os.environ.update(
         "TIMER_STATE_MACHINE_ARN": "arn:aws:states:us-east-1:123456789012:stateMachine:test-timer",
         "POWERTOOLS_METRICS_NAMESPACE": "BroadcastTests",
         "POWERTOOLS_DEV": "false",
-        "SPEAKER_GRACE_SECONDS": "0",
         "RATE_LIMITS_TABLE": "test-rate-limits",
         "RESUME_TOKEN_KEY": "test-resume-token-key-of-at-least-32-characters",
-        # Off by default in unit tests; test_rate_limits.py turns them on one by one.
-        "RATE_LIMIT_SESSIONS_PER_USER_PER_HOUR": "0",
-        "RATE_LIMIT_JOINS_PER_IP_PER_MINUTE": "0",
-        "RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE": "0",
+        # The production defaults; a test that needs one off says so itself.
+        "SPEAKER_GRACE_SECONDS": _deployed("SpeakerGraceSeconds"),
+        "RATE_LIMIT_SESSIONS_PER_USER_PER_HOUR": _deployed("RateLimitSessionsPerUserPerHour"),
+        "RATE_LIMIT_JOINS_PER_IP_PER_MINUTE": _deployed("RateLimitJoinsPerIpPerMinute"),
+        "RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE": _deployed("RateLimitConnectsPerIpPerMinute"),
     }
 )
 
@@ -56,6 +66,14 @@ def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Any:
     config.reset()
     aws.reset()
     audio_routes.forget()
+
+
+@pytest.fixture
+def no_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SPEAKER_GRACE_SECONDS=0 instead of the deployed 30: for tests about what follows once the
+    speaker is gone for good (the grace period itself has its own tests)."""
+    monkeypatch.setenv("SPEAKER_GRACE_SECONDS", "0")
+    config.reset()
 
 
 @pytest.fixture

@@ -122,6 +122,7 @@ def test_disconnect_never_counts_below_zero(backend: Any) -> None:
     assert backend.connection("lst-1") is None
 
 
+@pytest.mark.usefixtures("no_grace")
 def test_disconnect_current_speaker_ends_session_and_tells_listeners(backend: Any) -> None:
     driver = Driver()
     session_id = driver.speaker_session("spk-1")
@@ -139,6 +140,7 @@ def test_disconnect_current_speaker_ends_session_and_tells_listeners(backend: An
     assert backend.connection("spk-1") is None
 
 
+@pytest.mark.usefixtures("no_grace")
 def test_disconnect_speaker_gone_listener_removed_others_told(backend: Any) -> None:
     driver = Driver()
     session_id = driver.speaker_session("spk-1")
@@ -152,6 +154,7 @@ def test_disconnect_speaker_gone_listener_removed_others_told(backend: Any) -> N
     assert backend.management.messages_to("lst-2", "sessionEnded")
 
 
+@pytest.mark.usefixtures("no_grace")
 def test_disconnect_speaker_twice_announces_once(backend: Any) -> None:
     driver = Driver()
     session_id = driver.speaker_session("spk-1")

@@ -86,6 +86,7 @@ def test_refresh_unknown_session_not_found(driver: Driver, backend: Any, role: s
 
 
 @pytest.mark.parametrize("role", ["speaker", "listener"])
+@pytest.mark.usefixtures("no_grace")
 def test_refresh_inactive_session_not_found(driver: Driver, backend: Any, session_id: str, role: str) -> None:
     driver.disconnect("spk-1")
     assert backend.session(session_id)["isActive"] is False
@@ -205,8 +206,10 @@ def test_criterion_07_listener_refreshes_with_same_session_and_language(
 def test_criterion_08_listener_record_and_count_in_one_transaction(
     driver: Driver, backend: Any, session_id: str
 ) -> None:
+    # With the resumeToken of lst-1's place: a refresh, not a join (no join budget is spent).
     calls = count_calls(
-        backend.management, lambda: driver.refresh("lst-1b", session_id, "listener", language="es", connect=False)
+        backend.management,
+        lambda: driver.refresh("lst-1b", session_id, "listener", language="es", connect=False, resume_from="lst-1"),
     )
     assert calls == ["dynamodb.GetItem", "dynamodb.TransactWriteItems"]
     assert backend.session(session_id)["listenerCount"] == 2
@@ -323,8 +326,9 @@ def test_race_speaker_gone_without_refresh_ends_after_grace(backend: Any, monkey
     assert ended["reason"] == "speakerDisconnected"
 
 
+@pytest.mark.usefixtures("no_grace")
 def test_race_without_grace_old_disconnect_first_ends_session(driver: Driver, backend: Any, session_id: str) -> None:
-    # SPEAKER_GRACE_SECONDS=0 (the test default): the documented strict behaviour
+    # SPEAKER_GRACE_SECONDS=0 (no_grace): the documented strict behaviour
     driver.disconnect("spk-1")
     assert driver.refresh("spk-2", session_id, "speaker", user_id="alice")["code"] == "SESSION_NOT_FOUND"
     assert backend.session(session_id)["isActive"] is False
@@ -406,8 +410,9 @@ def test_notifier_410_for_a_listener_whose_disconnect_never_came_uncounts_it(
     assert backend.connection("lst-1") is None
 
 
+@pytest.mark.usefixtures("no_grace")
 def test_notifier_410_for_the_current_speaker_ends_the_session(driver: Driver, backend: Any, session_id: str) -> None:
-    # GIVEN the speaker's connection is gone and its $disconnect never arrived (grace 0 in this test)
+    # GIVEN the speaker's connection is gone and its $disconnect never arrived (no_grace: grace 0)
     backend.management.gone.add("spk-1")
     event = {"notification": "connectionWarning", "connectionId": "spk-1", "connectedAt": 0}
     assert notifier.handler(event, None) == {"delivered": False}

@@ -135,6 +135,7 @@ def test_join_session_unsupported_language_rejected_and_not_counted(backend: Any
     assert "sessionId" not in backend.connection("lst-1")
 
 
+@pytest.mark.usefixtures("no_grace")
 def test_join_session_inactive_session_not_found(backend: Any) -> None:
     driver = Driver()
     session_id = driver.speaker_session("spk-1")
