@@ -66,6 +66,11 @@ class DynamoContention:
         self._in_flight: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
 
+    def in_flight(self) -> int:
+        """How many items in-flight transactions hold now."""
+        with self._lock:
+            return len(self._in_flight)
+
     def _key(self, table: str, item: dict[str, Any]) -> tuple[str, str]:
         names = self.key_attributes.get(table) or sorted(item)
         return table, json.dumps({n: item.get(n) for n in names}, sort_keys=True)

@@ -53,7 +53,15 @@ def test_contention_overlapping_transactions_on_one_item_conflict(contention: An
             reasons = [r["Code"] for r in exc.response["CancellationReasons"]]
             outcomes.append(f"{exc.response['Error']['Code']}:{','.join(reasons)}")
 
-    run_concurrently(lambda: transact("a"), lambda: transact("b"))
+    # "a" in flight (held 0.3 s, so a slow machine cannot start "b" after it ended), then "b"
+    contention.transaction_seconds = 0.3
+    first = threading.Thread(target=transact, args=("a",))
+    first.start()
+    deadline = time.monotonic() + 5
+    while not contention.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    transact("b")
+    first.join()
     assert sorted(outcomes) == ["TransactionCanceledException:TransactionConflict,None", "ok"]
     assert contention.transaction_conflicts == 1
 
