@@ -55,9 +55,10 @@ class Timing:
     # Listener._caught_up); this bounds that wait, in real seconds, after which a frame still
     # missing is a `gap`. It is also kept well inside the old connection's 2-hour cut.
     handover_timeout: float = 10.0
-    # Real seconds the server's audio route may lag a join or refresh (AUDIO_ROUTE_CACHE_MS, 1 s,
-    # plus a margin): frames sent sooner may still go to the old connection only, from any of
-    # the server's containers, whatever their order. The old connection stays at least this long.
+    # Seconds (the service's) the server's audio route may lag a join or refresh
+    # (AUDIO_ROUTE_CACHE_MS, 1 s, plus a margin): frames sent sooner may still go to the old
+    # connection only, from any of the server's containers, whatever their order. The old
+    # connection stays at least this long.
     route_settle: float = 1.5
     gap_timeout: float = 2.0  # real seconds a missing frame is waited for
     time_scale: float = 1.0
@@ -582,7 +583,7 @@ class Listener(_Participant):
         deadline = time.monotonic() + max(0.0, min(self.timing.handover_timeout, cut_in - 1.0))
         # Until every route the server may still use includes the new connection, a frame can
         # reach the new connection and the next one the old only: the rule starts after that.
-        settle = min(self.timing.route_settle, deadline - time.monotonic())
+        settle = min(self.timing.real(self.timing.route_settle), deadline - time.monotonic())
         if settle > 0 and not old.closing and not self._closed:
             await asyncio.sleep(settle)
         newest_at_switch = max(old.seqs, default=old.newest_at_refresh)

@@ -26,8 +26,8 @@ export function timing(overrides = {}) {
     idleTimeout: 600,
     fallbackMargin: 600, // refresh on our own at 110 minutes if no notice came
     handoverTimeout: 10, // real seconds a listener's old connection waits for the new one to catch up
-    // Real seconds the server's audio route may lag a refresh (its 1 s cache, plus a margin):
-    // the old connection stays at least this long (see docs/protocol.md).
+    // Seconds (the service's) the server's audio route may lag a refresh (its 1 s cache, plus a
+    // margin): the old connection stays at least this long (see docs/protocol.md).
     routeSettle: 1.5,
     gapTimeout: 2, // real seconds a missing frame is waited for
     requestTimeout: 15, // real seconds
@@ -486,7 +486,7 @@ export class Listener extends Participant {
     const cutIn = (old.openedAt + this.timing.real(this.timing.maxConnection) * 1000 - Date.now()) / 1000;
     const deadline = Date.now() + Math.max(0, Math.min(this.timing.handoverTimeout, cutIn - 1)) * 1000;
     // Frames sent before every server route includes the new connection may reach the old one only.
-    const settle = Math.min(this.timing.routeSettle, (deadline - Date.now()) / 1000);
+    const settle = Math.min(this.timing.real(this.timing.routeSettle), (deadline - Date.now()) / 1000);
     if (settle > 0 && !this.closed) await sleep(settle);
     const newest = old.seqs.size ? Math.max(...old.seqs) : old.newestAtRefresh;
     while (!this.#caughtUp(fresh, newest) && !this.closed) {

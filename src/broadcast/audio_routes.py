@@ -19,21 +19,25 @@ containers may see a change up to the bound apart. Thread-safe: a dict per entry
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+
+from broadcast import clock
 
 MAX_ROUTES = 512
 
 
 @dataclass
 class Route:
-    """One speaker connection's session and audience, as read at `read_at` (time.monotonic())."""
+    """One speaker connection's session and audience, as read at `read_at` (clock.now_ms()).
+
+    The service's clock, not the monotonic one: the local stack compresses time, and this
+    staleness must compress with the 2-hour cut and everything else."""
 
     session_id: str
     speaker_user_id: str
     listeners: dict[str, str]  # connection id -> target language
-    read_at: float = field(default_factory=lambda: time.monotonic())
+    read_at: int = field(default_factory=lambda: clock.now_ms())
 
 
 _routes: OrderedDict[str, Route] = OrderedDict()
@@ -46,7 +50,8 @@ def get(connection_id: str, max_age_ms: int) -> Route | None:
         return None
     with _lock:
         route = _routes.get(connection_id)
-        if route is None or (time.monotonic() - route.read_at) * 1000 > max_age_ms:
+        age = clock.now_ms() - route.read_at if route is not None else 0
+        if route is None or not 0 <= age <= max_age_ms:  # a clock stepped back: read again
             return None
         _routes.move_to_end(connection_id)
         return route

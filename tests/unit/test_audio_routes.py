@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from broadcast import audio_routes
+from broadcast import clock as broadcast_clock
 from broadcast.handlers import end_session, send_audio
 from tests.helpers import AwsCallCounter, Driver, audio_event, body_of, message_event
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1000.0
+        self.now = 1_795_888_800.0  # epoch seconds, as the service's clock gives them
 
     def __call__(self) -> float:
         return self.now
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+def clock() -> Iterator[Clock]:
     fake = Clock()
-    monkeypatch.setattr(audio_routes.time, "monotonic", fake)
-    return fake
+    real = broadcast_clock._now
+    broadcast_clock.use(fake)
+    yield fake
+    broadcast_clock.use(real)
 
 
 @pytest.fixture
