@@ -70,10 +70,11 @@ def drop_listeners(connection_id: str, gone: list[str]) -> None:
     """Listeners that answered 410: never posted to again from this cache."""
     if not gone:
         return
+    dropped = set(gone)
     with _lock:
         route = _routes.get(connection_id)
         if route is not None:
-            remaining = {c: lang for c, lang in route.listeners.items() if c not in set(gone)}
+            remaining = {c: lang for c, lang in route.listeners.items() if c not in dropped}
             _routes[connection_id] = Route(route.session_id, route.speaker_user_id, remaining, route.read_at)
 
 
