@@ -126,9 +126,7 @@ class ConnectionsApi:
         timeout: float = 5.0,
     ) -> None:
         parts = urlsplit(endpoint)
-        self.origin = f"{parts.scheme}://{parts.netloc}"
         self.base_path = parts.path.rstrip("/")
-        self.region = region
         self.credentials = credentials  # botocore credentials: refreshed by botocore, frozen per post
         self.retry = retry or Retry()
         self.timeout = timeout
