@@ -34,6 +34,9 @@ def _serialize_moto() -> None:
     """Make moto's request entry point take MOTO_LOCK (once per process)."""
     from moto.core.botocore_stubber import BotocoreStubber
 
+    from local_stack import moto_speedups
+
+    moto_speedups.install()  # its table-copy patch relies on every request holding MOTO_LOCK
     if getattr(BotocoreStubber.__call__, "_locked", False):
         return
     unlocked = BotocoreStubber.__call__
@@ -50,14 +53,23 @@ def _serialize_moto() -> None:
     BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
 
 
-def _scale_waits(time_scale: float) -> None:
-    """Make moto's Wait states wait 1/time_scale of their seconds (Retry intervals are not scaled)."""
+def _scale_waits(time_scale: float | None) -> None:
+    """Make moto's Wait states wait 1/time_scale of their seconds (Retry intervals are not scaled).
+
+    None puts moto's own waits back (a backend stopped in a process that goes on, as in the tests)."""
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    current = WaitFunction._wait_interval
+    original = getattr(current, "original", current)
+    if time_scale is None:
+        WaitFunction._wait_interval = original  # type: ignore[method-assign]
+        return
 
     def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         if wait_seconds > 0:
             env.program_state_event.wait(wait_seconds / time_scale)
 
+    _wait_interval.original = original  # type: ignore[attr-defined]
     WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
 
 
@@ -203,6 +215,7 @@ class AwsBackend:
 
     def stop(self) -> None:
         _reuse_task_clients(enable=False)
+        _scale_waits(None)
         aws_faults.install(None)
         aws_faults.install_throttling(None)
         if self._bridge:

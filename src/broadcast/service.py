@@ -144,12 +144,14 @@ def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dic
     Returns the connection ids that answered 410."""
     languages = dict(listeners)
     gone, failed = messenger.post_many(languages, message)
-    # After every post went out, each on its own: a cleanup that fails (throttled, say) never
-    # fails a frame that was delivered; the record's TTL or the next 410 finishes the job.
+    # After every post went out, each on its own and in one attempt: a cleanup that fails
+    # (throttled, or in conflict with the $disconnect removing the same record) never fails a
+    # frame that was delivered nor holds the invocation in conflict retries (every frame in
+    # flight meets the same 410s); the next 410, the $disconnect or the timer's sweep finishes.
     removed = 0
     for connection_id in gone:
         try:
-            sessions_table.remove_listener(connection_id, session_id, languages[connection_id])
+            sessions_table.remove_listener(connection_id, session_id, languages[connection_id], retry=False)
             removed += 1
         except Exception as exc:  # noqa: BLE001 - best effort, logged: the frame was delivered
             logger.warning(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -11,6 +12,7 @@ import boto3
 
 from local_stack import template as cfn
 from local_stack.aws_backend import REGION, AwsBackend
+from tests.conftest import TABLE_NAMES
 
 
 def test_local_backend_timer_invocations_overlap_like_lambda() -> None:
@@ -40,3 +42,108 @@ def test_local_backend_timer_invocations_overlap_like_lambda() -> None:
         assert [r["connectionId"] for r in results] == ["a", "b"]
     finally:
         backend.stop()
+
+
+def test_a_cancelled_transaction_puts_back_exactly_the_items_it_named(threaded: Any) -> None:
+    # moto_speedups saves the items a transaction names instead of copying whole tables: a
+    # cancelled one must leave every item as it was, an item it created must be gone again, and
+    # an item it did not name (written in between) must stay.
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    ddb = threaded.ddb
+    sessions, connections = TABLE_NAMES["SessionsTable"], TABLE_NAMES["ConnectionsTable"]
+    ddb.put_item(TableName=sessions, Item={"sessionId": {"S": "s1"}, "listenerCount": {"N": "1"}})
+    ddb.put_item(TableName=connections, Item={"connectionId": {"S": "other"}, "role": {"S": "listener"}})
+    before = ddb.scan(TableName=sessions)["Items"]
+    try:
+        ddb.transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": sessions,
+                        "Key": {"sessionId": {"S": "s1"}},
+                        "UpdateExpression": "ADD listenerCount :one",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}},
+                    }
+                },
+                {"Put": {"TableName": connections, "Item": {"connectionId": {"S": "new"}}}},
+                {
+                    "Delete": {
+                        "TableName": connections,
+                        "Key": {"connectionId": {"S": "absent"}},
+                        "ConditionExpression": "attribute_exists(connectionId)",
+                    }
+                },
+            ]
+        )
+    except ddb.exceptions.TransactionCanceledException as exc:
+        codes = [r["Code"] for r in exc.response["CancellationReasons"]]
+    else:
+        raise AssertionError("the condition on the third item should have cancelled the transaction")
+    assert codes == ["None", "None", "ConditionalCheckFailed"]
+    assert ddb.scan(TableName=sessions)["Items"] == before
+    assert sorted(i["connectionId"]["S"] for i in ddb.scan(TableName=connections)["Items"]) == ["other"]
+    # AND a transaction that succeeds writes every item
+    ddb.transact_write_items(
+        TransactItems=[
+            {
+                "Update": {
+                    "TableName": sessions,
+                    "Key": {"sessionId": {"S": "s1"}},
+                    "UpdateExpression": "ADD listenerCount :one",
+                    "ExpressionAttributeValues": {":one": {"N": "1"}},
+                }
+            },
+            {"Put": {"TableName": connections, "Item": {"connectionId": {"S": "new"}}}},
+        ]
+    )
+    assert ddb.get_item(TableName=sessions, Key={"sessionId": {"S": "s1"}})["Item"]["listenerCount"] == {"N": "2"}
+    assert ddb.get_item(TableName=connections, Key={"connectionId": {"S": "new"}}).get("Item")
+
+
+def test_the_timer_definition_is_parsed_once_and_its_executions_stay_apart() -> None:
+    # moto_speedups keeps one parsed program per definition: timers started from it must still
+    # run as executions of their own, each with its own input, each to its own end.
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    backend = AwsBackend(cfn.TEMPLATE, stack_name="parsed-once", time_scale=1_000_000)
+    backend.start()
+    parsed: list[Any] = []
+    original = ExecutionWorker._get_evaluation_entrypoint
+
+    def spy(self: Any) -> Any:
+        program = original(self)
+        parsed.append(program)
+        return program
+
+    ExecutionWorker._get_evaluation_entrypoint = spy  # type: ignore[method-assign]
+    try:
+        noticed: list[tuple[str, str]] = []
+
+        def notifier(event: dict[str, Any], _context: Any) -> dict[str, Any]:
+            noticed.append((event["connectionId"], event["notification"]))
+            return {"delivered": False, "connectionId": event["connectionId"]}  # gone: the timer ends
+
+        assert backend._bridge is not None
+        backend._bridge.functions[backend.function_arn("NotifierFunction")] = notifier
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        arn = backend.state_machine_arns["ConnectionTimer"]
+        for connection_id in ("first", "second", "third"):
+            payload = {
+                "connectionId": connection_id,
+                "connectedAt": 0,
+                "refreshAfterSeconds": 1,
+                "warnAfterSeconds": 1,
+                "cutAfterSeconds": 1,
+            }
+            sfn.start_execution(stateMachineArn=arn, name=connection_id, input=json.dumps(payload))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(noticed) < 3:
+            time.sleep(0.02)
+    finally:
+        ExecutionWorker._get_evaluation_entrypoint = original  # type: ignore[method-assign]
+        backend.stop()
+    assert sorted(noticed) == [(c, "connectionRefreshRequired") for c in ("first", "second", "third")]
+    assert len(parsed) == 3
+    assert all(program is parsed[0] for program in parsed)

@@ -1,0 +1,144 @@
+"""Three of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
+
+Each was found with py-spy on the hall scenario (100 listeners at TIME_SCALE=300), where the
+emulator's one process and its one GIL carry every connection, function and timer:
+
+- TransactWriteItems deep-copied every table it touched before each call, to roll back on
+  failure: O(table), and a hall's joins, leaves and refreshes are all transactions. Here only
+  the items the transaction names are saved and put back: O(items in the transaction).
+- Every StartExecution parsed the state machine's definition again with ANTLR (about 0.1 s
+  of CPU each; a hall starts one timer per connection and per refresh). Parsed once here.
+- Every JSONPath in a Task's Parameters was compiled again (a PLY parser built per call).
+
+What moto computes is unchanged: the same operations, conditions and errors, on the same
+state; tests/unit/test_local_backend.py checks the rollback of a cancelled transaction.
+Installed once per process with the lock that serializes moto (aws_backend._serialize_moto).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+import threading
+from typing import Any
+
+_installed = False
+_lock = threading.Lock()
+
+
+def install() -> None:
+    """Apply the three patches (idempotent)."""
+    global _installed
+    with _lock:
+        if _installed:
+            return
+        _transactions_save_items_not_tables()
+        _parse_each_definition_once()
+        _compile_each_json_path_once()
+        _installed = True
+
+
+def _transactions_save_items_not_tables() -> None:
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    original = DynamoDBBackend.transact_write_items
+    assert "__deepcopy__" not in Table.__dict__, "moto's Table copies itself now: revisit this patch"
+
+    def touched(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[Any, Any, Any, Any]]:
+        """(table, hash key, range key, a copy of the item or None) for every item the transaction names."""
+        saved = []
+        for entry in transact_items:
+            op = next(iter(entry.values()), None)
+            if not isinstance(op, dict):
+                continue
+            table = backend.tables.get(op.get("TableName"))
+            key = op.get("Item") if "Item" in op else op.get("Key")
+            if table is None or not isinstance(key, dict) or table.hash_key_attr not in key:
+                continue  # moto answers these with its own validation error, before writing
+            hash_key = DynamoType(key[table.hash_key_attr])
+            range_key = None
+            if table.range_key_attr is not None:
+                if table.range_key_attr not in key:
+                    continue
+                range_key = DynamoType(key[table.range_key_attr])
+            saved.append((table, hash_key, range_key, copy.deepcopy(table.get_item(hash_key, range_key))))
+        return saved
+
+    def put_back(saved: list[tuple[Any, Any, Any, Any]]) -> None:
+        for table, hash_key, range_key, item in reversed(saved):  # the first copy of an item wins
+            items = table.items if range_key is None else table.items[hash_key]
+            slot = hash_key if range_key is None else range_key
+            if item is None:
+                items.pop(slot, None)
+            else:
+                items[slot] = item
+
+    @functools.wraps(original)
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = touched(self, transact_items)
+        # moto's own copy of each table becomes the table itself (its rollback then restores
+        # nothing); every moto request holds MOTO_LOCK, so no other copy of a table is under way.
+        Table.__deepcopy__ = lambda table, memo: table  # type: ignore[attr-defined]
+        try:
+            return original(self, transact_items)
+        except BaseException:
+            put_back(saved)
+            raise
+        finally:
+            del Table.__deepcopy__  # type: ignore[attr-defined]
+
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _parse_each_definition_once() -> None:
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    programs: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def warm_heap_keys(component: Any, seen: set[int]) -> None:
+        # A component keeps its per-execution values in the execution's own heap under a key
+        # it draws lazily; drawn here, once, so that concurrent executions never race to draw it.
+        if id(component) in seen:
+            return
+        seen.add(id(component))
+        if isinstance(component, EvalComponent):
+            _ = component.heap_key
+        children = vars(component).values() if hasattr(component, "__dict__") else ()
+        for child in children:
+            for value in child if isinstance(child, (list, tuple)) else (child,):
+                if hasattr(value, "__dict__") and type(value).__module__.startswith("moto.stepfunctions"):
+                    warm_heap_keys(value, seen)
+
+    def entrypoint(self: Any) -> Any:
+        definition = self._evaluation_details.state_machine_details.definition
+        if _keeps_state(definition):
+            return original(self)  # Map and Parallel states hold per-run state in their components
+        with lock:
+            if definition not in programs:
+                program = original(self)
+                warm_heap_keys(program, set())
+                programs[definition] = program
+            return programs[definition]
+
+    original = ExecutionWorker._get_evaluation_entrypoint
+    ExecutionWorker._get_evaluation_entrypoint = entrypoint  # type: ignore[method-assign]
+
+
+def _keeps_state(definition: str) -> bool:
+    """Whether a definition has a Map or Parallel state anywhere (their components are not reusable)."""
+    try:
+        found = re.findall(r'"Type"\s*:\s*"(\w+)"', definition)
+    except TypeError:
+        return True
+    return bool({"Map", "Parallel"} & set(found))
+
+
+def _compile_each_json_path_once() -> None:
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    json_path.parse = functools.lru_cache(maxsize=1024)(json_path.parse)
