@@ -163,3 +163,39 @@ def test_throttling_injected_faults_are_retried_by_the_backend(threaded: Any) ->
     assert throttling.injected > 0
     assert [r["type"] for r in replies] == ["sessionJoined"] * 10
     assert_invariants(threaded)
+
+
+def test_contention_a_410_cleanup_in_conflict_is_left_not_retried_and_the_frame_still_goes(
+    contention: Any, threaded: Any
+) -> None:
+    # GIVEN a session whose French listener is gone (410), and a transaction on the session item
+    # in flight (another listener's $disconnect, say) while the speaker's frame goes out
+    from broadcast.handlers import send_audio
+    from tests.helpers import audio_event
+
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1", "alice")
+    driver.join("lst-es", session_id, "es")
+    driver.join("lst-fr", session_id, "fr")
+    threaded.management.gone.add("lst-fr")
+    contention.transaction_seconds = 0.5
+    inside = threading.Thread(target=threaded.ddb.transact_write_items, kwargs=count_update(session_id, "other"))
+    inside.start()
+    deadline = time.monotonic() + 5
+    while not contention.in_flight() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    # WHEN the frame goes out
+    result = send_audio.handler(audio_event("spk-1", 1), None)
+    still_in_flight = contention.in_flight()
+    inside.join()
+    # THEN the frame was delivered and the cleanup made one attempt, which conflicted and was
+    # left (not retried through the transaction: every frame in flight would do the same)
+    assert result == {"statusCode": 200}
+    assert len(threaded.management.messages_to("lst-es", "audio")) == 1
+    assert still_in_flight
+    assert contention.transaction_conflicts == 1
+    assert threaded.connection("lst-fr") is not None
+    # AND the listener's $disconnect (or the next 410, or the timer's sweep) finishes the job
+    driver.disconnect("lst-fr")
+    assert threaded.connection("lst-fr") is None
+    assert threaded.session(session_id)["languageCounts"]["fr"] == 0
