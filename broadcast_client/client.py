@@ -69,7 +69,7 @@ class Timing:
 
     @property
     def heartbeat_every(self) -> float:
-        """Real seconds between heartbeats: a third of the idle timeout."""
+        """Real seconds of quiet (both ways) after which a connection sends a heartbeat: a third of the idle timeout."""
         return self.real(self.idle_timeout / 3)
 
     @property
@@ -127,12 +127,14 @@ class _Link:
         self._waiters: list[tuple[tuple[str, ...], str, asyncio.Future[dict[str, Any]]]] = []
         self.seqs: set[int] = set()  # audio seqs that arrived on this connection
         self.newest_at_refresh = -1  # the newest seq it had brought when its handover began
+        self.last_traffic = time.monotonic()  # when a message last went either way
         self.reader = asyncio.create_task(self._read())
         self.tasks: list[asyncio.Task[Any]] = []
 
     async def _read(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in self.ws:
+                self.last_traffic = time.monotonic()
                 try:
                     message = json.loads(raw)
                 except ValueError:
@@ -159,6 +161,7 @@ class _Link:
         return False
 
     async def send(self, payload: dict[str, Any]) -> None:
+        self.last_traffic = time.monotonic()
         await self.ws.send(json.dumps(payload, separators=(",", ":")))
 
     async def request(self, payload: dict[str, Any], *types: str, timeout: float = 15) -> dict[str, Any]:
@@ -171,12 +174,21 @@ class _Link:
             raise SessionError(reply)
         return reply
 
-    def every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+    def keep_alive(self, seconds: float) -> None:
+        """A heartbeat whenever the connection has been quiet, both ways, for `seconds`.
+
+        Any message either way resets API Gateway's idle timer (docs/protocol.md), so a listener
+        hearing audio sends none: heartbeats are for a muted speaker and its listeners.
+        """
+
         async def loop() -> None:
             with contextlib.suppress(websockets.ConnectionClosed):
                 while True:
-                    await asyncio.sleep(seconds)
-                    await action()
+                    quiet = time.monotonic() - self.last_traffic
+                    if quiet >= seconds:
+                        await self.send({"action": "heartbeat"})
+                        quiet = 0.0
+                    await asyncio.sleep(seconds - quiet)
 
         self.tasks.append(asyncio.create_task(loop()))
 
@@ -254,7 +266,7 @@ class _Participant:
             raise ConnectionError("client closed")
         link = _Link(websocket, self._dispatch)
         self._links.add(link)
-        link.every(self.timing.heartbeat_every, lambda: link.send({"action": "heartbeat"}))
+        link.keep_alive(self.timing.heartbeat_every)
         link.after(self.timing.fallback_after, lambda: self._fallback(link))
         watcher = asyncio.create_task(self._watch(link))
         self._background.add(watcher)

@@ -457,6 +457,9 @@ class Emulator:
                 await connection.websocket.send(body.decode("utf-8", errors="replace"))
             except ConnectionClosed:
                 return HTTPStatus.GONE, {"message": None}, {"x-amzn-ErrorType": "GoneException"}
+            # A message to the client is activity too: API Gateway's idle timeout counts messages
+            # either way (a connection only ever sent messages stays up to its 2-hour cut).
+            connection.last_active = time.monotonic()
             return HTTPStatus.OK, None, {}
         if method == "GET":
             return (
@@ -665,7 +668,11 @@ class Emulator:
             await self._disconnect(connection)
 
     async def _enforce_limits(self, connection: LocalConnection) -> None:
-        """API Gateway's 2-hour maximum and 10-minute idle timeout, both scaled; close 1001 like AWS."""
+        """API Gateway's 2-hour maximum and 10-minute idle timeout, both scaled; close 1001 like AWS.
+
+        Idle means no message either way: a client's own or one posted to it through @connections
+        (services on API Gateway keep connections alive with server-sent messages alone, e.g.
+        https://hotsock.io/docs/connections/keep-alive)."""
         hard_deadline = time.monotonic() + self.scaled(MAX_CONNECTION_SECONDS)
         idle = self.scaled(IDLE_TIMEOUT_SECONDS)
         while True:

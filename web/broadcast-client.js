@@ -74,7 +74,9 @@ class Link {
     this.newestAtRefresh = -1;
     this.waiters = [];
     this.timers = [];
+    this.lastTraffic = Date.now(); // when a message last went either way
     socket.addEventListener("message", (event) => {
+      this.lastTraffic = Date.now();
       let message;
       try {
         message = JSON.parse(event.data);
@@ -119,6 +121,7 @@ class Link {
   }
 
   send(payload) {
+    this.lastTraffic = Date.now();
     this.socket.send(JSON.stringify(payload));
   }
 
@@ -143,8 +146,18 @@ class Link {
     });
   }
 
-  every(seconds, action) {
-    this.timers.push(setInterval(() => this.open && action(), seconds * 1000));
+  /**
+   * A heartbeat whenever the connection has been quiet, both ways, for `seconds`: any message
+   * either way resets API Gateway's idle timer, so a listener hearing audio sends none.
+   */
+  keepAlive(seconds) {
+    const check = () => {
+      const quiet = (Date.now() - this.lastTraffic) / 1000;
+      if (quiet >= seconds && this.open) this.send({ action: "heartbeat" });
+      const next = quiet >= seconds ? seconds : seconds - quiet;
+      this.timers.push(setTimeout(check, next * 1000));
+    };
+    this.timers.push(setTimeout(check, seconds * 1000));
   }
 
   after(seconds, action) {
@@ -213,7 +226,7 @@ class Participant extends EventTarget {
         }
         const link = new Link(socket, (l, m) => this.dispatch(l, m), (l, e) => this.lost(l, e));
         this.links.add(link);
-        link.every(this.timing.heartbeatEvery, () => link.send({ action: "heartbeat" }));
+        link.keepAlive(this.timing.heartbeatEvery);
         link.after(this.timing.fallbackAfter, () => this.fallback(link));
         return link;
       } catch (error) {

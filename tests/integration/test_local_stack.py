@@ -240,6 +240,27 @@ def test_local_stack_scaled_refresh_warning_and_hard_cut(fast_stack: LocalStackP
     run(scenario())
 
 
+def test_local_stack_messages_to_a_connection_keep_it_from_idling(fast_stack: LocalStackProcess) -> None:
+    # API Gateway's idle timeout counts messages either way: a listener that only hears audio
+    # is not idle (so the clients send heartbeats only after a quiet spell). 10 scaled minutes = 1 s.
+    async def scenario() -> None:
+        speaker, session_id = await speaker_and_session(fast_stack.url, heartbeat=0.2)
+        listener = await Wire.open(fast_stack.url)  # sends nothing after joining
+        await listener.call({"action": "joinSession", "sessionId": session_id, "targetLanguage": "es"}, "sessionJoined")
+        for seq in range(12):  # 3 s of frames, three idle timeouts
+            await speaker.send({"action": "sendAudio", "seq": seq, "audio": "AAAA"})
+            await asyncio.sleep(0.25)
+        assert listener.ws.close_code is None, listener.seen[-3:]
+        assert sum(1 for m in listener.seen if m.get("type") == "audio") >= 10
+        # WHEN the speaker falls silent, the listener is cut within one idle timeout
+        code, waited = await listener.closed(timeout=5)
+        assert code == 1001
+        assert waited <= 3
+        await speaker.close()
+
+    run(scenario())
+
+
 def test_local_stack_idle_connection_cut(fast_stack: LocalStackProcess) -> None:
     async def scenario() -> None:
         wire = await Wire.open(fast_stack.url)  # no heartbeats: idle after 10 scaled minutes = 1 s

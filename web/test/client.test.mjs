@@ -177,3 +177,22 @@ test("client: a speaker asks for a fresh token per connection and loses no frame
   assert.deepEqual(gateway.sockets[2].sent.filter((b) => b.action === "sendAudio").map((b) => b.seq), [3]);
   speaker.close();
 });
+
+test("client: heartbeats only after a quiet spell both ways (audio arriving keeps the connection alive)", async () => {
+  const gateway = listenerGateway();
+  const listener = new Listener("ws://x/live", SESSION, "es", {
+    timing: fast({ idleTimeout: 0.3 }), // a heartbeat after 0.1 s of quiet
+    WebSocketImpl: gateway.WebSocket,
+  });
+  await listener.connect();
+  const [socket] = gateway.open();
+  const heartbeats = () => socket.sent.filter((m) => m.action === "heartbeat").length;
+  for (let seq = 0; seq < 10; seq += 1) {
+    socket.deliver(audio(seq));
+    await sleep(40);
+  }
+  assert.equal(heartbeats(), 0);
+  await sleep(350);
+  assert.ok(heartbeats() >= 2, `heartbeats after the audio stopped: ${heartbeats()}`);
+  listener.close();
+});
