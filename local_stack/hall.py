@@ -112,9 +112,11 @@ async def run_hall(
             report.frames_sent += 1
             await asyncio.sleep(max(0.0, started + report.frames_sent / fps - time.monotonic()))
 
+    # The talk is on when the QR code goes up: listeners join a session already sending audio
+    # (so, like phones in a hall, they hear frames from their first second and need no heartbeat).
+    speaker_task = asyncio.create_task(speak())
     results = await asyncio.gather(*(join(i, listener) for i, listener in enumerate(audience)), return_exceptions=True)
     report.joined = sum(1 for r in results if not isinstance(r, BaseException))
-    speaker_task = asyncio.create_task(speak())
     # Every connection refreshes at 100 emulated minutes: `cycles` of them, plus the last joiner's offset.
     await asyncio.sleep(timing.real(6000) * cycles + 5)
     sending = False

@@ -19,11 +19,19 @@ class RecordingManagementApi:
     def __init__(self) -> None:
         self.posts: list[tuple[str, dict[str, Any]]] = []
         self.gone: set[str] = set()
+        self.deleted: list[str] = []  # connections closed with DeleteConnection
 
     def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:  # noqa: N803 - boto3 names
         if ConnectionId in self.gone:
             raise ClientError({"Error": {"Code": "GoneException", "Message": "gone"}}, "PostToConnection")
         self.posts.append((ConnectionId, json.loads(Data)))
+        return {}
+
+    def delete_connection(self, *, ConnectionId: str) -> dict[str, Any]:  # noqa: N803 - boto3 names
+        if ConnectionId in self.gone:
+            raise ClientError({"Error": {"Code": "GoneException", "Message": "gone"}}, "DeleteConnection")
+        self.gone.add(ConnectionId)
+        self.deleted.append(ConnectionId)
         return {}
 
     def messages_to(self, connection_id: str, type_: str | None = None) -> list[dict[str, Any]]:

@@ -14,7 +14,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from local_stack import template as _cfn  # noqa: E402 - reads template.yaml; imports no handler code
 
-_PARAMETERS = _cfn.load()["Parameters"]
+_TEMPLATE = _cfn.load()
+_PARAMETERS = _TEMPLATE["Parameters"]
+_GLOBAL_VARIABLES = _TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
 
 
 def _deployed(parameter: str) -> str:
@@ -42,10 +44,13 @@ os.environ.update(
         "RATE_LIMIT_SESSIONS_PER_USER_PER_HOUR": _deployed("RateLimitSessionsPerUserPerHour"),
         "RATE_LIMIT_JOINS_PER_IP_PER_MINUTE": _deployed("RateLimitJoinsPerIpPerMinute"),
         "RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE": _deployed("RateLimitConnectsPerIpPerMinute"),
+        **{
+            name: str(_GLOBAL_VARIABLES[name]) for name in ("MESSAGE_BURST", "MESSAGES_PER_SECOND", "CUT_AFTER_REFUSED")
+        },
     }
 )
 
-from broadcast import audio_routes, aws, config  # noqa: E402
+from broadcast import audio_routes, aws, config, flood  # noqa: E402
 from local_stack import template as cfn  # noqa: E402
 from local_stack.harness import RecordingManagementApi, mocked_backend  # noqa: E402
 
@@ -62,10 +67,12 @@ def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Any:
     config.reset()
     aws.reset()
     audio_routes.forget()
+    flood.reset()
     yield
     config.reset()
     aws.reset()
     audio_routes.forget()
+    flood.reset()
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from broadcast import protocol
+from broadcast import flood, protocol
 from broadcast.caller import Caller
-from broadcast.errors import BroadcastError, InternalError, InvalidAction
+from broadcast.errors import BroadcastError, InternalError, InvalidAction, RateLimitExceeded
 from broadcast.observability import count_by, logger, metrics
 
 
@@ -54,6 +54,7 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
     # Thread-local keys: in Lambda one request runs per process, but the local stack runs handlers on threads.
     logger.thread_safe_append_keys(connectionId=caller.connection_id)
     try:
+        _within_budget(caller.connection_id)
         if event.get("isBase64Encoded"):
             raise InvalidAction("binary frames are not supported; send UTF-8 JSON text")
         body = protocol.parse_body(event.get("body"))
@@ -77,6 +78,21 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
         return error_reply(InternalError(), action=action, request_id=caller.request_id)
     finally:
         logger.thread_safe_remove_keys(["connectionId", "sessionId"])
+
+
+def _within_budget(connection_id: str) -> None:
+    """Refuse a message over the connection's budget; cut a connection that keeps flooding (broadcast/flood.py)."""
+    verdict = flood.guard().admit(connection_id)
+    if verdict == "ok":
+        return
+    count_by("MessagesRefused", "outcome", verdict)
+    if verdict == "cut":
+        logger.warning("flooding connection cut", extra={"connectionId": connection_id})
+        try:
+            flood.cut(connection_id)
+        except Exception as exc:  # noqa: BLE001 - best effort: the next refusal tries again
+            logger.warning("cut failed", extra={"errorCode": type(exc).__name__})
+    raise RateLimitExceeded(1, "too many messages on this connection")
 
 
 def route(operation: Operation) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
