@@ -15,24 +15,29 @@ from bench import calls, cold_start, cost, fanout, load
 RESULTS = Path(__file__).parent / "results" / "latest.md"
 
 
-def hall_table(listeners: int, progress: Any) -> str:
-    """The hall on production defaults, then with lost $disconnects and injected faults (local_stack/hall.py)."""
+def hall_table(sizes: list[int], progress: Any) -> str:
+    """The hall at each size, on production defaults, then with lost $disconnects and faults (local_stack/hall.py)."""
     import asyncio
 
     from local_stack.hall import run_hall, table
     from local_stack.process import LocalStackProcess
 
     reports = []
-    for name, faults in (
-        ("defaults", {}),
-        ("5% $disconnect lost, 1% faults", {"LOCAL_STACK_LOST_DISCONNECTS": "0.05", "LOCAL_STACK_FAULT_RATE": "0.01"}),
-    ):
-        progress(f"  hall: {name}")
-        stack = LocalStackProcess(time_scale=300, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
-        try:
-            reports.append((name, asyncio.run(run_hall(stack, listeners, cycles=3, time_scale=300, join_over=20))))
-        finally:
-            stack.stop()
+    for listeners in sizes:
+        for name, faults in (
+            ("defaults", {}),
+            (
+                "5% $disconnect lost, 1% faults",
+                {"LOCAL_STACK_LOST_DISCONNECTS": "0.05", "LOCAL_STACK_FAULT_RATE": "0.01"},
+            ),
+        ):
+            progress(f"  hall of {listeners}: {name}")
+            stack = LocalStackProcess(time_scale=300, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
+            try:
+                report = asyncio.run(run_hall(stack, listeners, cycles=3, time_scale=300, join_over=20))
+                reports.append((f"{listeners}, {name}", report))
+            finally:
+                stack.stop()
     return table(reports)
 
 
@@ -41,8 +46,8 @@ def main() -> None:
     parser.add_argument("--listeners", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5, help="cold-start runs per module (median)")
-    # 40: what the emulator carries at TIME_SCALE=300 on two cores (docs/performance.md section 5).
-    parser.add_argument("--hall", type=int, default=40, help="listeners in the hall scenario")
+    # 100 is what make test asserts; 500 is the hall the issue asks for (docs/performance.md section 5).
+    parser.add_argument("--hall", default="100,500", help="listeners in the hall scenario, comma-separated sizes")
     args = parser.parse_args()
     started = time.monotonic()
 
@@ -63,8 +68,9 @@ def main() -> None:
     progress("4/6 load on the local stack")
     sections.append(("Load on the local stack", load.table(load.measure(args.listeners, args.sessions, progress))))
     print(sections[-1][1], flush=True)
+    sizes = [int(size) for size in str(args.hall).split(",") if size.strip()]
     progress(f"5/6 the hall: {args.hall} listeners from one IP on the template's defaults")
-    sections.append(("The hall", hall_table(args.hall, progress)))
+    sections.append(("The hall", hall_table(sizes, progress)))
     print(sections[-1][1], flush=True)
     progress("6/6 cost model")
     sections.append(("Cost per 1,000 connection-hours", cost.table(cost.rows())))

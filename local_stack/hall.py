@@ -43,6 +43,7 @@ class HallReport:
     listener_count: int = -1
     listener_records: int = -1
     left_behind: list[str] = field(default_factory=list)  # listener records still there at the end
+    lost_detail: list[str] = field(default_factory=list)  # who missed which frames, for a failure's message
     speaker_end_error: str = ""  # what endSession met, if it could not be sent
     seconds_until_counts_right: float = -1.0
 
@@ -124,10 +125,17 @@ async def run_hall(
     await asyncio.sleep(6.0)  # the last frames and any gap timeout
 
     last = report.frames_sent - 1
-    for seqs in heard:
+    for index, seqs in enumerate(heard):
         if seqs:
-            report.lost += (last - seqs[0] + 1) - len(set(seqs))
+            missing = sorted(set(range(seqs[0], last + 1)) - set(seqs))
+            report.lost += len(missing)
             report.duplicated += len(seqs) - len(set(seqs))
+            if missing:
+                stats = audience[index].stats
+                report.lost_detail.append(
+                    f"listener {index}: missing {missing[:5]} of {seqs[0]}..{last}, refreshes {stats.refreshes}, "
+                    f"reconnects {stats.reconnects}, handovers timed out {stats.handovers_timed_out}"
+                )
     report.refreshes_min = min(listener.stats.refreshes for listener in audience)
     report.handshake_retries = sum(listener.stats.handshake_retries for listener in audience)
     report.rate_limited = sum(listener.stats.rate_limited for listener in audience)
