@@ -56,18 +56,21 @@ def test_a_cancelled_transaction_puts_back_exactly_the_items_it_named(threaded: 
     ddb.put_item(TableName=sessions, Item={"sessionId": {"S": "s1"}, "listenerCount": {"N": "1"}})
     ddb.put_item(TableName=connections, Item={"connectionId": {"S": "other"}, "role": {"S": "listener"}})
     before = ddb.scan(TableName=sessions)["Items"]
+    count_and_add = [
+        {
+            "Update": {
+                "TableName": sessions,
+                "Key": {"sessionId": {"S": "s1"}},
+                "UpdateExpression": "ADD listenerCount :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            }
+        },
+        {"Put": {"TableName": connections, "Item": {"connectionId": {"S": "new"}}}},
+    ]
     try:
         ddb.transact_write_items(
             TransactItems=[
-                {
-                    "Update": {
-                        "TableName": sessions,
-                        "Key": {"sessionId": {"S": "s1"}},
-                        "UpdateExpression": "ADD listenerCount :one",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}},
-                    }
-                },
-                {"Put": {"TableName": connections, "Item": {"connectionId": {"S": "new"}}}},
+                *count_and_add,
                 {
                     "Delete": {
                         "TableName": connections,
@@ -85,19 +88,7 @@ def test_a_cancelled_transaction_puts_back_exactly_the_items_it_named(threaded: 
     assert ddb.scan(TableName=sessions)["Items"] == before
     assert sorted(i["connectionId"]["S"] for i in ddb.scan(TableName=connections)["Items"]) == ["other"]
     # AND a transaction that succeeds writes every item
-    ddb.transact_write_items(
-        TransactItems=[
-            {
-                "Update": {
-                    "TableName": sessions,
-                    "Key": {"sessionId": {"S": "s1"}},
-                    "UpdateExpression": "ADD listenerCount :one",
-                    "ExpressionAttributeValues": {":one": {"N": "1"}},
-                }
-            },
-            {"Put": {"TableName": connections, "Item": {"connectionId": {"S": "new"}}}},
-        ]
-    )
+    ddb.transact_write_items(TransactItems=count_and_add)
     assert ddb.get_item(TableName=sessions, Key={"sessionId": {"S": "s1"}})["Item"]["listenerCount"] == {"N": "2"}
     assert ddb.get_item(TableName=connections, Key={"connectionId": {"S": "new"}}).get("Item")
 
