@@ -69,7 +69,14 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
     except BroadcastError as error:
         logger.info("request refused", extra={"code": error.code, "action": action})
         return error_reply(error, action=action, request_id=caller.request_id)
-    except Exception:  # noqa: BLE001 - boundary: a generic INTERNAL_ERROR, details only in the log
+    except Exception as exc:  # noqa: BLE001 - boundary: a generic INTERNAL_ERROR, details only in the log
+        if _lost_to_contention(exc):
+            # Every conflict retry lost to other writes on the same item (a burst of joins on one
+            # session): nothing was written, and a little later it will go through. Said as
+            # RATE_LIMIT_EXCEEDED, which both clients wait out with jitter, so the burst spreads.
+            count_by("ConflictsExhausted", "action", action if action in protocol.ACTION_FIELDS else "unknown")
+            busy = RateLimitExceeded(1, "the session is busy with other requests; try again")
+            return error_reply(busy, action=action, request_id=caller.request_id)
         # The client gets a generic 500 with the request id; the details stay in the log.
         logger.exception("unhandled error", extra={"action": action})
         # Answered, not raised, so Lambda's Errors metric never sees it: count it ourselves. Only a
@@ -78,6 +85,15 @@ def message_route(event: dict[str, Any], operation: Operation) -> dict[str, Any]
         return error_reply(InternalError(), action=action, request_id=caller.request_id)
     finally:
         logger.thread_safe_remove_keys(["connectionId", "sessionId"])
+
+
+def _lost_to_contention(exc: BaseException) -> bool:
+    """A write that lost every conflict retry (imported only on this path: heartbeat loads no boto3)."""
+    if not hasattr(exc, "response"):
+        return False
+    from broadcast.dynamo import is_conflict
+
+    return is_conflict(exc)
 
 
 def _within_budget(connection_id: str) -> None:

@@ -98,18 +98,25 @@ def test_contention_a_join_burst_all_get_in_with_conflicts_retried(contention: A
     assert_invariants(threaded)
 
 
-def test_contention_without_retries_a_join_burst_fails(
+def test_contention_a_join_that_loses_every_retry_is_told_to_come_back_and_gets_in(
     contention: Any, threaded: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # What AWS would do to a backend that does not retry: INTERNAL_ERROR for the losers.
+    # What AWS does to a join whose retries all lose: the loser is told to come back (429
+    # RATE_LIMIT_EXCEEDED, retryAfterSeconds), never INTERNAL_ERROR, and nothing was written.
     monkeypatch.setattr(dynamo, "CONFLICT_ATTEMPTS", 1)
     driver = Driver()
     session_id = driver.speaker_session()
     for i in range(10):
         driver.connect(f"lst-{i}")
     replies = run_concurrently(*(lambda i=i: driver.join(f"lst-{i}", session_id, connect=False) for i in range(10)))
-    assert any(r.get("code") == "INTERNAL_ERROR" for r in replies)
+    busy = [i for i, r in enumerate(replies) if r.get("type") == "error"]
+    assert busy
+    assert {(replies[i]["code"], replies[i]["retryAfterSeconds"]) for i in busy} == {("RATE_LIMIT_EXCEEDED", 1)}
     assert_invariants(threaded)  # a cancelled transaction changed nothing
+    # AND each one that was told to come back gets in when it does
+    again = [driver.join(f"lst-{i}", session_id, connect=False)["type"] for i in busy]
+    assert again == ["sessionJoined"] * len(busy)
+    assert threaded.session(session_id)["listenerCount"] == 10
 
 
 def test_contention_switch_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
