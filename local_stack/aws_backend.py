@@ -1,8 +1,8 @@
 """The AWS side of the local stack: moto DynamoDB and Step Functions built from template.yaml.
 
-Everything here runs in the emulator's process. moto's DynamoDB is not thread-safe, and the
-handlers run on worker threads (as do the state machine's executions), so every request that
-reaches moto is serialized by one lock.
+Everything here runs in the functions process (local_stack/functions.py). moto's DynamoDB is
+not thread-safe, and the handlers run on worker threads (as do the state machine's executions),
+so every request that reaches moto is serialized by one lock.
 """
 
 from __future__ import annotations
@@ -198,12 +198,24 @@ class AwsBackend:
                 self.template, logical_id, substitutions, base=self.template_path.parent
             )
             created = sfn.create_state_machine(
-                name=self.resolve(props["Name"], {}) if "Name" in props else f"{self.stack_name}-{logical_id}",
+                name=self._state_machine_name(logical_id, props),
                 definition=definition,
                 roleArn=f"arn:aws:iam::{ACCOUNT}:role/{logical_id}Role",
                 type=props.get("Type", "STANDARD"),
             )
             self.state_machine_arns[logical_id] = created["stateMachineArn"]
+            assert created["stateMachineArn"] == self.predicted_state_machine_arns()[logical_id]
+
+    def _state_machine_name(self, logical_id: str, props: dict[str, Any]) -> str:
+        return self.resolve(props["Name"], {}) if "Name" in props else f"{self.stack_name}-{logical_id}"
+
+    def predicted_state_machine_arns(self) -> dict[str, str]:
+        """The ARNs start() gives the template's state machines (another process can know them)."""
+        prefix = f"arn:{PARTITION}:states:{REGION}:{ACCOUNT}:stateMachine:"
+        return {
+            logical_id: prefix + self._state_machine_name(logical_id, props)
+            for logical_id, props in cfn.resources_of(self.template, "AWS::Serverless::StateMachine").items()
+        }
 
     def _resolve_arn(self, value: Any) -> str:
         if value == {"Ref": "AWS::Partition"}:

@@ -1,0 +1,236 @@
+"""The Lambda side of the local stack, in a process of its own: moto, the tables, the timer, every handler.
+
+The emulator's front door (local_stack/server.py: WebSocket connections, @connections, the
+pages) runs an asyncio event loop that does a little work for every frame, handshake and post.
+In one process with the handlers and moto it waited for the GIL behind them at every socket
+call, and a hall of 500 listeners starved it (py-spy: half of the process's time in the loop,
+most of it waiting). Lambda runs functions apart from API Gateway; so does this: the front door
+starts this process and calls it over a Unix socket, each request a length-prefixed JSON
+object ({"op": "invoke", "spec": ..., "event": ...} and so on: `Functions` lists the
+operations), on connections the front door keeps alive (a thread each here). Handlers post to
+@connections over HTTP, to the front door, as on AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import socket
+import socketserver
+import struct
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from local_stack.aws_backend import MOTO_LOCK, AwsBackend, resolve_handler
+
+FUNCTION_THREADS = 32  # concurrent invocations per function (Lambda's own limit is the account's)
+ENV_VARIABLE = "LOCAL_STACK_FUNCTIONS_ENV"  # the handlers' extra environment, as JSON, from the front door
+_HEADER = struct.Struct("!I")
+
+
+def send_frame(sock: socket.socket, payload: dict[str, Any]) -> None:
+    data = json.dumps(payload, separators=(",", ":")).encode()
+    sock.sendall(_HEADER.pack(len(data)) + data)
+
+
+def read_frame(sock: socket.socket) -> dict[str, Any] | None:
+    head = _read_exactly(sock, _HEADER.size)
+    if head is None:
+        return None
+    body = _read_exactly(sock, _HEADER.unpack(head)[0])
+    return None if body is None else json.loads(body)
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes | None:
+    chunks, left = [], size
+    while left:
+        chunk = sock.recv(min(left, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+class Functions:
+    """What the front door asks of the functions process."""
+
+    def __init__(self, backend: AwsBackend, started_at: float, time_scale: float, extra: dict[str, str]) -> None:
+        self.backend = backend
+        self.started_at = started_at
+        self.time_scale = time_scale
+        self.extra = extra
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+        self._pools_lock = threading.Lock()
+        self._handlers: dict[str, Any] = {}
+        self._moto_app: Any = None
+
+    def now(self) -> float:
+        """The front door's emulated clock: the same start and scale."""
+        return self.started_at + (time.time() - self.started_at) * self.time_scale
+
+    def start(self) -> None:
+        import warnings
+
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        self.backend.start()
+        os.environ.update(self.backend.environment(self.extra))
+        from broadcast import aws, clock, config
+
+        clock.use(self.now)
+        config.reset()
+        aws.reset()
+        for spec in self.backend.functions.values():
+            self._handler(spec)
+
+    def stop(self) -> None:
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        self.backend.stop()
+
+    def _handler(self, spec: str) -> Any:
+        if spec not in self._handlers:
+            self._handlers[spec] = resolve_handler(spec)
+        return self._handlers[spec]
+
+    def _pool(self, spec: str) -> ThreadPoolExecutor:
+        """Each function runs on threads of its own, as Lambda scales each function separately."""
+        with self._pools_lock:
+            if spec not in self._pools:
+                name = spec.rsplit(".", 2)[-2] if spec.count(".") >= 2 else spec
+                self._pools[spec] = ThreadPoolExecutor(max_workers=FUNCTION_THREADS, thread_name_prefix=name)
+            return self._pools[spec]
+
+    # -- operations ------------------------------------------------------------------------------
+
+    def op_ping(self) -> dict[str, Any]:
+        return {"pid": os.getpid()}
+
+    def op_invoke(self, spec: str, event: dict[str, Any]) -> dict[str, Any]:
+        handler = self._handler(spec)
+
+        def call() -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                result = handler(event, None)
+                return {"result": result, "millis": (time.perf_counter() - started) * 1000}
+            except Exception as exc:  # noqa: BLE001 - reported to the front door like Lambda's Unhandled error
+                return {
+                    "errorType": type(exc).__name__,
+                    "errorMessage": str(exc),
+                    "millis": (time.perf_counter() - started) * 1000,
+                }
+
+        return self._pool(spec).submit(call).result()
+
+    def op_table(self, logical_id: str) -> dict[str, Any]:
+        """Local only: every item of a template table."""
+        import boto3
+
+        from broadcast.dynamo import from_item
+
+        name = self.backend.table_names.get(logical_id)
+        if name is None:
+            return {
+                "status": 404,
+                "payload": {"message": f"no table {logical_id}", "tables": sorted(self.backend.table_names)},
+            }
+        paginator = boto3.client("dynamodb", region_name="us-east-1").get_paginator("scan")
+        items = [from_item(item) for page in paginator.paginate(TableName=name) for item in page["Items"]]
+        return {"status": 200, "payload": {"table": logical_id, "count": len(items), "items": items}}
+
+    def op_seed(self, now_ms: int) -> dict[str, Any]:
+        import boto3
+
+        from local_stack import seed
+
+        seed.seed(boto3.client("dynamodb", region_name="us-east-1"), self.backend.table_names, now_ms)
+        return {"connections": sorted(seed.CONNECTIONS), "session": seed.SESSION_ID}
+
+    def op_faults(self) -> dict[str, Any]:
+        from local_stack import aws_faults
+
+        contention, throttling = aws_faults.ACTIVE, aws_faults.THROTTLING
+        return {
+            "transactionConflicts": contention.transaction_conflicts if contention else 0,
+            "writeConflicts": contention.write_conflicts if contention else 0,
+            "stepFunctionsThrottled": sum(b.refused for b in throttling.buckets.values()) if throttling else 0,
+            "injectedFaults": throttling.injected if throttling else 0,
+        }
+
+    def op_aws(self, method: str, target: str, headers: dict[str, str], body: str) -> dict[str, Any]:
+        """A DynamoDB or Step Functions call from another process, answered by moto's server app."""
+        from urllib.parse import urlsplit
+
+        from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+        if self._moto_app is None:
+            from moto.server import DomainDispatcherApplication, create_backend_app
+
+            self._moto_app = DomainDispatcherApplication(create_backend_app)
+        parts = urlsplit(target)
+        environ = EnvironBuilder(
+            path=parts.path, query_string=parts.query, method=method, headers=headers, data=base64.b64decode(body)
+        ).get_environ()
+        with MOTO_LOCK:  # the same lock the handlers' requests take
+            app_iter, status, response_headers = run_wsgi_app(self._moto_app, environ, buffered=True)
+            data = b"".join(app_iter)
+        return {"status": status, "headers": dict(response_headers.items()), "body": base64.b64encode(data).decode()}
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        operation = getattr(self, f"op_{request.pop('op', '')}", None)
+        if operation is None:
+            return {"failure": "unknown operation"}
+        try:
+            return operation(**request)
+        except Exception as exc:  # noqa: BLE001 - the front door reports it; this process goes on
+            return {"failure": f"{type(exc).__name__}: {exc}"}
+
+
+def serve(functions: Functions, path: str) -> socketserver.ThreadingUnixStreamServer:
+    """Answer requests on a Unix socket, each connection on a thread of its own."""
+
+    class Handler(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            # The front door closes a connection whose caller gave up (a handshake cancelled, say).
+            with contextlib.suppress(ConnectionError):
+                while (request := read_frame(self.request)) is not None:
+                    send_frame(self.request, functions.handle(request))
+
+    class Server(socketserver.ThreadingUnixStreamServer):
+        daemon_threads = True
+        request_queue_size = 1024  # a burst of invocations connects at once (the default is 5)
+
+    return Server(path, Handler)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the local stack's functions process (started by the front door)")
+    parser.add_argument("--socket", required=True)
+    parser.add_argument("--template", type=Path, required=True)
+    parser.add_argument("--time-scale", type=float, required=True)
+    parser.add_argument("--started-at", type=float, required=True)
+    parser.add_argument("--param", action="append", default=[])
+    args = parser.parse_args()
+    parameters = dict(item.split("=", 1) for item in args.param)
+    backend = AwsBackend(args.template, time_scale=args.time_scale, parameters=parameters)
+    functions = Functions(backend, args.started_at, args.time_scale, json.loads(os.environ.get(ENV_VARIABLE, "{}")))
+    functions.start()
+    server = serve(functions, args.socket)
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        functions.stop()
+
+
+if __name__ == "__main__":
+    main()
