@@ -52,6 +52,7 @@ LOCAL_FAULTS = "/_local/faults"  # local-only: what the emulated AWS failure mod
 # --add-host host.docker.internal:host-gateway does (README: Trying one function).
 DOCKER_HOST = "host.docker.internal"
 LIMIT_EXCEEDED = {"x-amzn-ErrorType": "LimitExceededException"}
+CALL_CONNECTIONS = 256  # connections to the functions process at once (local_stack/functions.py)
 KEEP_ALIVE_SECONDS = 60  # an idle kept-alive HTTP connection is closed after this
 
 
@@ -113,6 +114,7 @@ class Emulator:
         self._socket_path = os.path.join(self._socket_dir, "ws.sock")
         self._functions_path = os.path.join(self._socket_dir, "functions.sock")
         self._idle_calls: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self._call_slots = asyncio.Semaphore(CALL_CONNECTIONS)
         self._started_at = time.time()
         self.backend = AwsBackend(template_path, time_scale=time_scale, parameters=parameters)
         self.env_file = env_file
@@ -225,21 +227,25 @@ class Emulator:
         raise RuntimeError("the functions process did not answer")
 
     async def _call(self, op: str, **arguments: Any) -> dict[str, Any]:
-        """One request to the functions process, on an idle kept-alive connection or a new one."""
-        if self._idle_calls:
-            reader, writer = self._idle_calls.pop()
-        else:
-            reader, writer = await asyncio.open_unix_connection(self._functions_path, limit=1 << 24)
-        try:
-            data = json.dumps({"op": op, **arguments}, separators=(",", ":")).encode()
-            writer.write(len(data).to_bytes(4, "big") + data)
-            await writer.drain()
-            size = int.from_bytes(await reader.readexactly(4), "big")
-            reply = json.loads(await reader.readexactly(size))
-        except BaseException:
-            writer.close()
-            raise
-        self._idle_calls.append((reader, writer))
+        """One request to the functions process, on an idle kept-alive connection or a new one.
+
+        At most CALL_CONNECTIONS at once (a thread each over there): a hall's burst of messages
+        waits here for a connection instead of opening hundreds at the same instant."""
+        async with self._call_slots:
+            if self._idle_calls:
+                reader, writer = self._idle_calls.pop()
+            else:
+                reader, writer = await asyncio.open_unix_connection(self._functions_path, limit=1 << 24)
+            try:
+                data = json.dumps({"op": op, **arguments}, separators=(",", ":")).encode()
+                writer.write(len(data).to_bytes(4, "big") + data)
+                await writer.drain()
+                size = int.from_bytes(await reader.readexactly(4), "big")
+                reply = json.loads(await reader.readexactly(size))
+            except BaseException:
+                writer.close()
+                raise
+            self._idle_calls.append((reader, writer))
         if "failure" in reply:
             raise RuntimeError(f"functions process: {reply['failure']}")
         return reply
