@@ -81,9 +81,13 @@ def connect(caller: Caller) -> None:
 
 
 def disconnect(caller: Caller) -> None:
-    """Forget the connection. Idempotent: a repeated delivery finds no record and changes nothing."""
-    timer.stop_for_connection(caller.connection_id)
+    """Forget the connection, then stop its timer. Idempotent: a repeated delivery finds no record.
+
+    If forgetting fails (a burst of 500 leaving at once can outlast the conflict retries), the
+    timer is left running: its next notice meets a 410 and forgets the record then, so nothing
+    stays counted for good."""
     _forget(caller.connection_id, deliberate=caller.disconnect_status in DELIBERATE_CLOSE_CODES)
+    timer.stop_for_connection(caller.connection_id)
 
 
 def _forget(connection_id: str, *, deliberate: bool) -> None:

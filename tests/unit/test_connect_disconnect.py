@@ -107,6 +107,28 @@ def test_disconnect_stops_the_timer(backend: Any) -> None:
     assert execution["status"] == "ABORTED"
 
 
+def test_disconnect_that_cannot_forget_leaves_the_timer_to_finish(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a listener whose $disconnect cannot uncount it (every conflict retry lost, say)
+    from broadcast import sessions_table
+
+    driver = Driver()
+    session_id = driver.speaker_session("spk-1", "alice")
+    driver.join("lst-1", session_id, "es")
+
+    def conflicted(*_args: Any, **_kwargs: Any) -> bool:
+        raise ClientError({"Error": {"Code": "TransactionConflictException", "Message": "busy"}}, "TransactWriteItems")
+
+    monkeypatch.setattr(sessions_table, "remove_listener", conflicted)
+    with pytest.raises(ClientError):
+        driver.disconnect("lst-1")
+    # THEN its timer still runs (its next notice meets the 410 and forgets the record then)
+    statuses = {e["name"]: e["status"] for e in backend.executions()}
+    assert statuses[timer.execution_name("lst-1")] == "RUNNING"
+    assert backend.connection("lst-1") is not None
+
+
 def test_disconnect_never_counts_below_zero(backend: Any) -> None:
     driver = Driver()
     session_id = driver.speaker_session()
