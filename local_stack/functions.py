@@ -210,6 +210,13 @@ def serve(functions: Functions, path: str) -> socketserver.ThreadingUnixStreamSe
     return Server(path, Handler)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Never outlive the front door (killed, say, without the chance to stop this process)."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="the local stack's functions process (started by the front door)")
     parser.add_argument("--socket", required=True)
@@ -226,6 +233,9 @@ def main() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    # Ctrl-C in `make local` reaches the whole process group: the front door stops this process.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
