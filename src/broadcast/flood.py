@@ -7,8 +7,10 @@ once, `MESSAGES_PER_SECOND` after. A message over the budget gets RATE_LIMIT_EXC
 connection that goes on past `CUT_AFTER_REFUSED` refusals in a row is closed through
 @connections (DeleteConnection), which ends its messages for every container at once.
 
-A speaker sends at most 10 frames a second (100 ms frames), a listener a heartbeat per quiet
-200 s; the defaults (burst 60, 20 a second) leave room for both with a wide margin. Several
+A speaker sends at most 10 frames a second (100 ms frames), and on a new connection after a
+reconnect its whole outbox at once (up to about 40 s of frames: the handshake retries); a
+listener a heartbeat per quiet 200 s. The defaults (a burst of 600, a minute of 100 ms frames,
+then 20 a second) leave room for all of that; a flood is bounded to the burst, then the rate. Several
 containers of one function each keep their own buckets, so a flood spread over them gets a
 multiple of the budget until the first cuts it; the functions' reserved concurrency bounds that
 multiple (docs/security.md).
@@ -77,7 +79,7 @@ def guard() -> FloodGuard:
     global _guard
     if _guard is None:
         _guard = FloodGuard(
-            burst=_number("MESSAGE_BURST", 60),
+            burst=_number("MESSAGE_BURST", 600),
             per_second=_number("MESSAGES_PER_SECOND", 20),
             cut_after=int(_number("CUT_AFTER_REFUSED", 20)),
         )
