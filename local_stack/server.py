@@ -153,7 +153,7 @@ class Emulator:
     # -- start and stop --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind the port, start moto and configure the handlers' environment."""
+        """Bind the port, start the functions process (moto and the handlers) and serve the WebSockets."""
         self._front = await asyncio.start_server(self._front_door, self.host, self.port, limit=HEAD_LIMIT)
         self.port = self._front.sockets[0].getsockname()[1]
         self._configure_handlers()

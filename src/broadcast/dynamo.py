@@ -71,13 +71,15 @@ def is_conflict(exc: BaseException) -> bool:
     return "TransactionConflict" in codes and "ConditionalCheckFailed" not in codes
 
 
-def retry_conflicts(write: Callable[[], T]) -> T:
-    """Run `write`, again after a jittered pause whenever a concurrent transaction got there first."""
-    for attempt in range(CONFLICT_ATTEMPTS):
+def retry_conflicts(write: Callable[[], T], *, attempts: int | None = None) -> T:
+    """Run `write`, again after a jittered pause whenever a concurrent transaction got there first
+    (`attempts` in all, CONFLICT_ATTEMPTS unless given; 1 raises the first conflict)."""
+    attempts = attempts or CONFLICT_ATTEMPTS
+    for attempt in range(attempts):
         try:
             return write()
         except Exception as exc:
-            if attempt == CONFLICT_ATTEMPTS - 1 or not is_conflict(exc):
+            if attempt == attempts - 1 or not is_conflict(exc):
                 raise
             from broadcast.observability import count
 

@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 TRACKED_CONNECTIONS = 4096  # buckets kept per container, least recently used dropped first
@@ -44,7 +45,9 @@ def _number(name: str, default: float) -> float:
 class FloodGuard:
     """Token buckets per connection id; `admit` says "ok", "refused" or "cut"."""
 
-    def __init__(self, burst: float, per_second: float, cut_after: int, clock: object = time.monotonic) -> None:
+    def __init__(
+        self, burst: float, per_second: float, cut_after: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.burst = burst
         self.per_second = per_second
         self.cut_after = cut_after
@@ -55,7 +58,7 @@ class FloodGuard:
     def admit(self, connection_id: str) -> str:
         if self.per_second <= 0:
             return "ok"  # switched off
-        now = self.clock()  # type: ignore[operator]
+        now = self.clock()
         with self._lock:
             bucket = self._buckets.pop(connection_id, None) or _Bucket(self.burst, now)
             self._buckets[connection_id] = bucket

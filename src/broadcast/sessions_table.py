@@ -181,17 +181,13 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> None:
         raise
 
 
-def _call(write: Any) -> Any:
-    return write()
-
-
 def remove_listener(connection_id: str, session_id: str, target_language: str, *, retry: bool = True) -> bool:
     """Delete a listener's record and uncount it in one transaction; False when it was already gone.
 
     `retry=False` makes one attempt only: a conflict is raised to the caller (a 410 cleanup on the
     audio path, which leaves it to the next 410, the `$disconnect` or the timer's sweep)."""
     try:
-        (retry_conflicts if retry else _call)(
+        retry_conflicts(
             lambda: _ddb().transact_write_items(
                 TransactItems=[
                     connections_table.delete_listener(connection_id, session_id),
@@ -206,7 +202,8 @@ def remove_listener(connection_id: str, session_id: str, target_language: str, *
                         }
                     },
                 ]
-            )
+            ),
+            attempts=None if retry else 1,
         )
         return True
     except Exception as exc:
