@@ -68,6 +68,11 @@ class LocalConnection:
     authorizer: dict[str, Any]
     last_active: float = field(default_factory=time.monotonic)
     last_active_ms: int = 0
+    # Route integrations running for it: the idle timeout does not run meanwhile. On AWS an
+    # integration ends within 29 s, far inside the 10-minute idle timeout; compressed by
+    # TIME_SCALE, a join's reply (which waits for the listener's audio start, real time) would
+    # otherwise outlast it.
+    invocations: int = 0
 
 
 @dataclass
@@ -668,6 +673,8 @@ class Emulator:
         idle = self.scaled(IDLE_TIMEOUT_SECONDS)
         while True:
             now = time.monotonic()
+            if connection.invocations:
+                connection.last_active = now
             remaining = min(hard_deadline - now, connection.last_active + idle - now)
             if remaining <= 0:
                 reason = "Going away" if now >= hard_deadline else "Going away (idle)"
@@ -697,7 +704,12 @@ class Emulator:
             "body": text,
             "isBase64Encoded": binary,
         }
-        invocation = await self._invoke(route.handler, event)
+        connection.invocations += 1
+        try:
+            invocation = await self._invoke(route.handler, event)
+        finally:
+            connection.invocations -= 1
+            connection.last_active = time.monotonic()  # idle counts from its end (and its reply, if any)
         result = invocation.result if isinstance(invocation.result, dict) else {}
         self._log_invocation(
             route_key, connection.connection_id, result.get("statusCode"), invocation, event["requestContext"]
