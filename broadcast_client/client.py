@@ -61,6 +61,10 @@ class Timing:
     # connection stays at least this long.
     route_settle: float = 1.5
     gap_timeout: float = 2.0  # real seconds a missing frame is waited for
+    # Real seconds a listener holds its first frame before playing: frames are delivered
+    # concurrently, and the second one may overtake the first (the first read of the server's
+    # audio route is slower); the lowest frame held is where playing starts.
+    start_hold: float = 0.25
     time_scale: float = 1.0
 
     def real(self, service_seconds: float) -> float:
@@ -543,7 +547,8 @@ class Listener(_Participant):
         super().__init__(url, timing=timing)
         self.session_id = session_id
         self.target_language = target_language
-        self.buffer: ReorderBuffer[bytes] = ReorderBuffer(reorder_capacity)
+        self.buffer: ReorderBuffer[bytes] = ReorderBuffer(reorder_capacity, hold_start=True)
+        self._start: asyncio.TimerHandle | None = None
         self.joined: dict[str, Any] = {}
         self.resume_token: str | None = None  # the latest one the server gave; proves our place
         self._gap_check: asyncio.Task[None] | None = None
@@ -645,6 +650,15 @@ class Listener(_Participant):
             self._waiting_since = time.monotonic()
         gaps_before = len(self.buffer.stats.gaps)
         self._deliver(self.buffer.push(seq, audio), gaps_before)
+        if self.buffer.holding and self._start is None:
+            self._start = asyncio.get_running_loop().call_later(self.timing.start_hold, self._begin)
+        self._progress.set()
+
+    def _begin(self) -> None:
+        """The first frame's hold is over: play from the lowest frame held."""
+        gaps_before = len(self.buffer.stats.gaps)
+        self._deliver(self.buffer.begin(), gaps_before)
+        self._waiting_since = time.monotonic()
         self._progress.set()
 
     def _deliver(self, ready: list[tuple[int, bytes]], gaps_before: int) -> None:
@@ -665,4 +679,8 @@ class Listener(_Participant):
     async def close(self) -> None:
         if self._gap_check:
             self._gap_check.cancel()
+        if self._start:
+            self._start.cancel()
+        if self.buffer.holding:
+            self._begin()  # what was held is played, not dropped
         await super().close()

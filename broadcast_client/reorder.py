@@ -29,19 +29,36 @@ class ReorderBuffer(Generic[T]):
     `push` returns the frames that became deliverable, in order. A missing frame holds later
     ones back until it arrives, until `skip_gap` is called (the owner's timeout), or until
     more than `capacity` frames wait; then the gap is recorded in `stats.gaps`, never hidden.
-    The first frame seen sets where delivery starts (a listener may join mid-broadcast).
+    The first frame seen sets where delivery starts (a listener may join mid-broadcast); with
+    `hold_start`, frames are held until `begin()` and delivery starts at the lowest one held, so
+    a first frame overtaken by the next one (concurrent deliveries) is not dropped as old.
     """
 
-    def __init__(self, capacity: int = 512, first_seq: int | None = None) -> None:
+    def __init__(self, capacity: int = 512, first_seq: int | None = None, *, hold_start: bool = False) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.next_seq = first_seq
+        self.holding = hold_start and first_seq is None
         self.pending: dict[int, T] = {}
         self.stats = ReorderStats()
 
+    def begin(self) -> list[tuple[int, T]]:
+        """End the hold: delivery starts at the lowest frame held; returns what that releases."""
+        self.holding = False
+        if self.next_seq is None and self.pending:
+            self.next_seq = min(self.pending)
+            self.stats.reordered += sum(1 for seq in self.pending if seq != self.next_seq)
+            return self._drain()
+        return []
+
     def push(self, seq: int, item: T) -> list[tuple[int, T]]:
         """Accept one arrival; returns what can now be delivered, in sequence order."""
+        if self.next_seq is None and self.holding:
+            if seq in self.pending:
+                self.stats.duplicates += 1
+            self.pending[seq] = item
+            return self.begin() if len(self.pending) > self.capacity else []
         if self.next_seq is None:
             self.next_seq = seq
         if seq < self.next_seq or seq in self.pending:

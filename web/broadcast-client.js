@@ -30,6 +30,9 @@ export function timing(overrides = {}) {
     // margin): the old connection stays at least this long (see docs/protocol.md).
     routeSettle: 1.5,
     gapTimeout: 2, // real seconds a missing frame is waited for
+    // Real seconds a listener holds its first frame before playing: the second frame may overtake
+    // the first (concurrent deliveries); playing starts at the lowest frame held.
+    startHold: 0.25,
     requestTimeout: 15, // real seconds
     timeScale: 1,
     ...overrides,
@@ -453,7 +456,8 @@ export class Listener extends Participant {
     super(url, options);
     this.sessionId = sessionId;
     this.targetLanguage = targetLanguage;
-    this.buffer = new ReorderBuffer(reorderCapacity);
+    this.buffer = new ReorderBuffer(reorderCapacity, null, { holdStart: true });
+    this.startTimer = null;
     this.resumeToken = null;
     this.joined = null;
     this.waitingSince = 0;
@@ -528,6 +532,17 @@ export class Listener extends Participant {
     if (!this.buffer.waiting) this.waitingSince = Date.now();
     const gapsBefore = this.buffer.stats.gaps.length;
     this.#deliver(this.buffer.push(message.seq, audio), gapsBefore);
+    if (this.buffer.holding && this.startTimer === null) {
+      this.startTimer = setTimeout(() => this.#begin(), this.timing.startHold * 1000);
+    }
+    if (this.progress) this.progress();
+  }
+
+  /** The first frame's hold is over: play from the lowest frame held. */
+  #begin() {
+    const gapsBefore = this.buffer.stats.gaps.length;
+    this.#deliver(this.buffer.begin(), gapsBefore);
+    this.waitingSince = Date.now();
     if (this.progress) this.progress();
   }
 
@@ -547,6 +562,8 @@ export class Listener extends Participant {
 
   finish(state, reason) {
     clearInterval(this.gapTimer);
+    clearTimeout(this.startTimer);
+    if (this.buffer.holding) this.#begin(); // what was held is played, not dropped
     super.finish(state, reason);
   }
 }

@@ -101,3 +101,24 @@ def test_timing_scales_heartbeat_and_fallback() -> None:
     assert timing.heartbeat_every == pytest.approx(200 / 600)
     assert timing.fallback_after == pytest.approx(6600 / 600)
     assert Timing().fallback_after < Timing().max_connection
+
+
+def test_reorder_hold_start_plays_from_the_lowest_frame_held() -> None:
+    # The second frame overtakes the first (concurrent deliveries): without a hold the first would
+    # be dropped as old; held, playing starts at it.
+    buffer: ReorderBuffer[str] = ReorderBuffer(hold_start=True)
+    assert buffer.push(8, "b") == []
+    assert buffer.push(7, "a") == []
+    assert buffer.push(8, "b") == []  # a duplicate while held
+    assert buffer.begin() == [(7, "a"), (8, "b")]
+    assert (buffer.stats.duplicates, buffer.stats.lost) == (1, 0)
+    assert buffer.push(9, "c") == [(9, "c")]
+    assert buffer.begin() == []  # only once
+
+
+def test_reorder_hold_start_ends_when_more_than_capacity_wait() -> None:
+    buffer: ReorderBuffer[int] = ReorderBuffer(capacity=2, hold_start=True)
+    assert buffer.push(5, 5) == []
+    assert buffer.push(6, 6) == []
+    assert [seq for seq, _ in buffer.push(4, 4)] == [4, 5, 6]
+    assert not buffer.holding

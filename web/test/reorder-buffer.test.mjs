@@ -49,3 +49,16 @@ test("reorder buffer: any arrival order delivers every seq exactly once (random 
     assert.deepEqual(delivered, [...Array(40).keys()]);
   }
 });
+
+test("reorder buffer: with holdStart, playing starts at the lowest frame held", () => {
+  // The second frame overtakes the first (concurrent deliveries): held, the first is not dropped.
+  const buffer = new ReorderBuffer(8, null, { holdStart: true });
+  assert.deepEqual(seqs(buffer.push(8, "b")), []);
+  assert.deepEqual(seqs(buffer.push(7, "a")), []);
+  assert.deepEqual(seqs(buffer.push(8, "b")), []);
+  assert.deepEqual(seqs(buffer.begin()), [7, 8]);
+  assert.equal(buffer.stats.duplicates, 1);
+  assert.equal(buffer.lost, 0);
+  assert.deepEqual(seqs(buffer.push(9, "c")), [9]);
+  assert.deepEqual(seqs(buffer.begin()), []);
+});
