@@ -34,6 +34,15 @@ class Usage:
         self.gb_seconds += calls * ms / 1000 * mb / 1024
 
 
+def listener_start_wait_seconds() -> float:
+    """How long a listener's join or refresh waits before its reply: AUDIO_ROUTE_CACHE_MS +
+    AUDIO_START_MARGIN_MS from template.yaml (billed as Lambda duration)."""
+    from local_stack import template
+
+    variables = template.load()["Globals"]["Function"]["Environment"]["Variables"]
+    return (int(variables["AUDIO_ROUTE_CACHE_MS"]) + int(variables["AUDIO_START_MARGIN_MS"])) / 1000
+
+
 def dollars(usage: Usage, minutes: float) -> float:
     p = PRICES
     return (
@@ -62,6 +71,8 @@ def lifetime(role: str, design: str) -> Usage:
         if role == "listener":
             u.read_units += 1  # strongly consistent GetItem for sourceLanguage
             u.write_units += 2 * 2  # TransactWriteItems of 2 items: transactional writes cost double
+            # its reply waits for the new connection's audio start (service.audible_from)
+            u.gb_seconds += listener_start_wait_seconds() * a["lambda_memory_mb"] / 1024
         else:
             u.write_units += 2 * 2
         u.transitions += a["timer_transitions_per_connection"]

@@ -83,7 +83,7 @@ class Functions:
         os.environ.update(self.backend.environment(self.extra))
         from broadcast import aws, clock, config
 
-        clock.use(self.now)
+        clock.use(self.now, scale=self.time_scale)
         config.reset()
         aws.reset()
         for spec in self.backend.functions.values():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,19 @@ os.environ.update(
         "RATE_LIMIT_JOINS_PER_IP_PER_MINUTE": _deployed("RateLimitJoinsPerIpPerMinute"),
         "RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE": _deployed("RateLimitConnectsPerIpPerMinute"),
         **{
-            name: str(_GLOBAL_VARIABLES[name]) for name in ("MESSAGE_BURST", "MESSAGES_PER_SECOND", "CUT_AFTER_REFUSED")
+            name: str(_GLOBAL_VARIABLES[name])
+            for name in (
+                "MESSAGE_BURST",
+                "MESSAGES_PER_SECOND",
+                "CUT_AFTER_REFUSED",
+                "AUDIO_ROUTE_CACHE_MS",
+                "AUDIO_START_MARGIN_MS",
+            )
         },
     }
 )
 
-from broadcast import audio_routes, aws, config, flood  # noqa: E402
+from broadcast import audio_routes, aws, clock, config, flood  # noqa: E402
 from local_stack import template as cfn  # noqa: E402
 from local_stack.harness import RecordingManagementApi, mocked_backend  # noqa: E402
 
@@ -64,15 +72,20 @@ TABLE_NAMES = {
 @pytest.fixture(autouse=True)
 def _fresh_process_state(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Every test starts with freshly read settings and no cached clients."""
+    from tests.helpers import SERVICE_CLOCK
+
     config.reset()
     aws.reset()
     audio_routes.forget()
     flood.reset()
+    SERVICE_CLOCK.offset = 0.0
+    clock.use(SERVICE_CLOCK, sleep=SERVICE_CLOCK.advance)
     yield
     config.reset()
     aws.reset()
     audio_routes.forget()
     flood.reset()
+    clock.use(time.time)
 
 
 @pytest.fixture

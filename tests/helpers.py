@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,30 @@ def message_event(
     elif user_id is not None:
         context["authorizer"] = {"principalId": user_id, "userId": user_id, "authenticated": "true"}
     return event
+
+
+class ServiceClock:
+    """The service's clock in unit tests: real time plus an offset that a test, or the service's
+    own waits (a join's reply waits for its audio start), move forward instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+SERVICE_CLOCK = ServiceClock()  # installed for every test by conftest
+
+
+def audio_start_seconds() -> float:
+    """How long after its join a listener's frames start (AUDIO_ROUTE_CACHE_MS + AUDIO_START_MARGIN_MS)."""
+    from broadcast.config import settings
+
+    return (settings().audio_route_cache_ms + settings().audio_start_margin_ms) / 1000 + 0.001
 
 
 def body_of(result: dict[str, Any]) -> dict[str, Any]:

@@ -5,9 +5,13 @@ and who listens. Reading them costs two strongly consistent GetItems and a Query
 several frames a second for every session. Here they are read once and reused for
 AUDIO_ROUTE_CACHE_MS (1,000 by default), the staleness the product accepts:
 
-- a listener who joins (or hands over to a new connection) hears audio at most that much later;
-  the clients' handover waits until the new connection delivers, so a handover takes longer
-  but loses nothing;
+- a listener who joins (or hands over to a new connection) is not in every container's route
+  until that much later. So no container posts to it before AUDIO_ROUTE_CACHE_MS plus
+  AUDIO_START_MARGIN_MS after its `joinedAt` (service.audible_from): from then on every route
+  in use was read after the join, and from its first frame it misses none. (Posting as soon
+  as one route had it let a frame reach it from a fresh route and the next one miss it from
+  an older route in another container: a hole right after its first frame.) The clients'
+  handover keeps the old connection until the new one delivers, so a handover loses nothing;
 - a session ended, or a speaker replaced, is noticed by the next read, at most that much later
   (the clients hear `sessionEnded` from the end itself, not from the audio path);
 - a listener answered 410 is dropped from the cached route at once.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broadcast import clock
@@ -37,11 +42,14 @@ class Route:
     session_id: str
     speaker_user_id: str
     listeners: dict[str, str]  # connection id -> target language
-    read_at: int = field(default_factory=lambda: clock.now_ms())
+    read_at: int = field(default_factory=lambda: clock.now_ms())  # taken before the reads began
+    joined_at: dict[str, int] = field(default_factory=dict)  # connection id -> its joinedAt (absent: 0)
 
 
 _routes: OrderedDict[str, Route] = OrderedDict()
+_joined: OrderedDict[str, int] = OrderedDict()  # listener connection id -> joinedAt (never changes)
 _lock = threading.Lock()
+MAX_JOINED = 50_000
 
 
 def get(connection_id: str, max_age_ms: int) -> Route | None:
@@ -75,7 +83,26 @@ def drop_listeners(connection_id: str, gone: list[str]) -> None:
         route = _routes.get(connection_id)
         if route is not None:
             remaining = {c: lang for c, lang in route.listeners.items() if c not in dropped}
-            _routes[connection_id] = Route(route.session_id, route.speaker_user_id, remaining, route.read_at)
+            _routes[connection_id] = Route(
+                route.session_id, route.speaker_user_id, remaining, route.read_at, route.joined_at
+            )
+
+
+def joined_at(connection_ids: list[str], fetch: Callable[[list[str]], dict[str, int]]) -> dict[str, int]:
+    """When each listener joined: remembered per container (a connection joins once), the rest
+    from `fetch` (left out there, and so here, when its record is gone)."""
+    with _lock:
+        known = {c: _joined[c] for c in connection_ids if c in _joined}
+    unknown = [c for c in connection_ids if c not in known]
+    if unknown:
+        fetched = fetch(unknown)
+        with _lock:
+            for c, at in fetched.items():
+                _joined[c] = at
+            while len(_joined) > MAX_JOINED:
+                _joined.popitem(last=False)
+        known.update(fetched)
+    return known
 
 
 def forget(connection_id: str | None = None) -> None:
@@ -83,5 +110,6 @@ def forget(connection_id: str | None = None) -> None:
     with _lock:
         if connection_id is None:
             _routes.clear()
+            _joined.clear()
         else:
             _routes.pop(connection_id, None)

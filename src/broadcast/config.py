@@ -49,6 +49,7 @@ class Settings:
     connects_per_ip_per_minute: int
     resume_token_key: str
     audio_route_cache_ms: int
+    audio_start_margin_ms: int
     cut_sweep_delay_seconds: int
 
     @classmethod
@@ -72,6 +73,7 @@ class Settings:
             connects_per_ip_per_minute=_int("RATE_LIMIT_CONNECTS_PER_IP_PER_MINUTE", 20),
             resume_token_key=_required("RESUME_TOKEN_KEY"),
             audio_route_cache_ms=_int("AUDIO_ROUTE_CACHE_MS", 1000),
+            audio_start_margin_ms=_int("AUDIO_START_MARGIN_MS", 1000),
             cut_sweep_delay_seconds=_int("CUT_SWEEP_DELAY_SECONDS", 60),
         )
         limits = (

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +27,7 @@ class Connection:
     session_id: str | None = None
     role: str | None = None
     target_language: str | None = None
+    joined_at: int | None = None  # a listener's: when its join was written (service clock, ms)
 
     def as_item(self) -> dict[str, Any]:
         """The DynamoDB item for this record."""
@@ -36,6 +40,7 @@ class Connection:
                 "sessionId": self.session_id,
                 "role": self.role,
                 "targetLanguage": self.target_language,
+                "joinedAt": self.joined_at,
             }
         )
 
@@ -50,6 +55,7 @@ class Connection:
             session_id=record.get("sessionId"),
             role=record.get("role"),
             target_language=record.get("targetLanguage"),
+            joined_at=int(record["joinedAt"]) if "joinedAt" in record else None,
         )
 
 
@@ -71,6 +77,31 @@ def get(connection_id: str) -> Connection | None:
     found = _ddb().get_item(TableName=_table(), Key={"connectionId": {"S": connection_id}}, ConsistentRead=True)
     record = from_item(found.get("Item"))
     return Connection.from_record(record) if record else None
+
+
+def joined_at_of(connection_ids: list[str]) -> dict[str, int]:
+    """When each of these listeners joined, read strongly consistent (BatchGetItem, 100 keys a call).
+
+    A listener whose record is gone is left out. A record written before `joinedAt` existed
+    answers 0: it joined long ago."""
+    found: dict[str, int] = {}
+    for start in range(0, len(connection_ids), 100):
+        request: dict[str, Any] = {
+            _table(): {
+                "Keys": [{"connectionId": {"S": c}} for c in connection_ids[start : start + 100]],
+                "ProjectionExpression": "connectionId, joinedAt",
+                "ConsistentRead": True,
+            }
+        }
+        for attempt in itertools.count():
+            answer = _ddb().batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(_table(), []):
+                found[item["connectionId"]["S"]] = int(item.get("joinedAt", {}).get("N", "0"))
+            request = answer.get("UnprocessedKeys") or {}
+            if not request:
+                break
+            time.sleep(random.uniform(0, min(1.0, 0.05 * 2**attempt)))  # throttled: back off, as AWS advises
+    return found
 
 
 def delete(connection_id: str) -> None:

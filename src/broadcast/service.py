@@ -267,8 +267,32 @@ def _admit_listener(caller: Caller, session_id: str, target_language: str) -> se
     limit = settings().max_listeners
     if session.listener_count >= limit:
         raise SessionFull(f"session {session_id} has reached {limit} listeners")
-    sessions_table.add_listener(_member(caller, session_id, "listener", target_language), max_listeners=limit)
+    _place_listener(caller, session_id, target_language, max_listeners=limit)
     return session
+
+
+def _place_listener(caller: Caller, session_id: str, target_language: str, *, max_listeners: int | None) -> None:
+    """Record and count the listener, then return once it hears every frame from here on.
+
+    Frames reach it from `audible_from(joinedAt)` (send_audio); the reply (sessionJoined or
+    connectionRefreshComplete) waits until then, so a client that starts listening at the reply,
+    or closes its old connection at it, as the protocol says, misses nothing. The wait is the
+    route cache's bound plus AUDIO_START_MARGIN_MS, about two seconds."""
+    joined_at = sessions_table.add_listener(
+        _member(caller, session_id, "listener", target_language), max_listeners=max_listeners
+    )
+    clock.sleep_until(audible_from(joined_at))
+
+
+def audible_from(joined_at: int) -> int:
+    """When frames start for a listener that joined at `joined_at` (service clock, ms).
+
+    By then every audio route in use was read after its join had landed and the session index
+    had caught up (AUDIO_START_MARGIN_MS, real milliseconds), since a route is used for at most
+    AUDIO_ROUTE_CACHE_MS: so every container posts to it from then on, and none before. Posting
+    as soon as one route had it let a frame reach it from a fresh route and the next one miss it
+    from an older route in another container: a hole right after its first frame."""
+    return joined_at + settings().audio_route_cache_ms + clock.physical_ms(settings().audio_start_margin_ms)
 
 
 def refresh_connection(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
@@ -315,7 +339,7 @@ def _refresh_listener(caller: Caller, session_id: str, body: dict[str, Any]) -> 
     else:
         session = _active_session(session_id)
         # No capacity check: the old connection is still counted until it goes (expected spike).
-        sessions_table.add_listener(_member(caller, session_id, "listener", target_language), max_listeners=None)
+        _place_listener(caller, session_id, target_language, max_listeners=None)
     return protocol.message(
         "connectionRefreshComplete",
         sessionId=session_id,
@@ -351,13 +375,16 @@ def send_audio(caller: Caller, body: dict[str, Any]) -> None:
     AUDIO_ROUTE_CACHE_MS, so a steady stream of frames reads nothing from DynamoDB.
     """
     seq, audio = protocol.require_audio_frame(body)
+    # Every route in use now was read after `started - AUDIO_ROUTE_CACHE_MS` (a route read for
+    # this frame, after `started`): a listener is posted to from `audible_from` on, never before.
+    started = clock.now_ms()
     route = audio_routes.get(caller.connection_id, settings().audio_route_cache_ms) or _read_route(caller)
     # Either connection of the speaker may send during a handover; both carry the speaker's sub.
     if not caller.user_id or caller.user_id != route.speaker_user_id:
         raise Forbidden("only the session's speaker may send audio")
     gone = broadcast_to(
         route.session_id,
-        list(route.listeners.items()),
+        [(c, lang) for c, lang in route.listeners.items() if audible_from(route.joined_at.get(c, 0)) <= started],
         protocol.message("audio", sessionId=route.session_id, seq=seq, audio=audio),
     )
     audio_routes.drop_listeners(caller.connection_id, gone)
@@ -366,14 +393,21 @@ def send_audio(caller: Caller, body: dict[str, Any]) -> None:
 def _read_route(caller: Caller) -> audio_routes.Route:
     """Read (and cache) the caller's session and audience; refuses anyone but its active speaker."""
     audio_routes.forget(caller.connection_id)
+    read_at = clock.now_ms()  # before the reads: the route is no newer than this
     record = connections_table.get(caller.connection_id)
     if record is None or record.role != "speaker" or not record.session_id:
         raise Forbidden("only the session's speaker may send audio")
     session = sessions_table.get(record.session_id)
     if session is None or not session.is_active:
         raise SessionNotFound(f"session {record.session_id} is not active")
+    listeners = dict(connections_table.listeners_of(session.session_id))
+    joined = audio_routes.joined_at(list(listeners), connections_table.joined_at_of)
     route = audio_routes.Route(
-        session.session_id, session.speaker_user_id or "", dict(connections_table.listeners_of(session.session_id))
+        session.session_id,
+        session.speaker_user_id or "",
+        {c: lang for c, lang in listeners.items() if c in joined},  # a record gone since the query: left
+        read_at,
+        joined,
     )
     audio_routes.put(caller.connection_id, route)
     return route

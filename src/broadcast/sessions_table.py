@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from broadcast import aws, connections_table
+from broadcast import aws, clock, connections_table
 from broadcast.config import settings
 from broadcast.connections_table import Connection
 from broadcast.dynamo import cancellation_reasons, from_item, retry_conflicts, to_item, values
@@ -134,8 +135,8 @@ def create_with_speaker(session: Session, speaker: Connection) -> None:
         raise
 
 
-def add_listener(listener: Connection, *, max_listeners: int | None) -> None:
-    """Record `listener` in its session and count it, in one transaction.
+def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
+    """Record `listener` in its session and count it, in one transaction; returns its `joinedAt`.
 
     With `max_listeners` the count must stay below it (SESSION_FULL); a refresh passes None,
     since the old connection is still counted until its $disconnect.
@@ -148,26 +149,36 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> None:
     if max_listeners is not None:
         condition += " AND listenerCount < :max"
         condition_values.update(values(max=max_listeners))
-    try:
-        retry_conflicts(
-            lambda: _ddb().transact_write_items(
-                TransactItems=[
-                    {
-                        "Update": {
-                            "TableName": _table(),
-                            "Key": _key(listener.session_id),
-                            "UpdateExpression": "ADD listenerCount :one "
-                            "SET #counts.#lang = if_not_exists(#counts.#lang, :zero) + :one",
-                            "ConditionExpression": condition,
-                            "ExpressionAttributeNames": names,
-                            "ExpressionAttributeValues": condition_values,
-                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                        }
-                    },
-                    connections_table.put_in_session(listener, allow_repeat=False),
-                ]
-            )
+    joined_at: list[int] = []
+
+    def write() -> Any:
+        # joinedAt is taken at each attempt, just before the write: the audio path counts the
+        # listener's start from it (service.audible_from), so it must not be earlier than the
+        # write by more than one attempt.
+        joined_at[:] = [clock.now_ms()]
+        return _ddb().transact_write_items(
+            TransactItems=[
+                {
+                    "Update": {
+                        "TableName": _table(),
+                        "Key": _key(listener.session_id),
+                        "UpdateExpression": "ADD listenerCount :one "
+                        "SET #counts.#lang = if_not_exists(#counts.#lang, :zero) + :one",
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeNames": names,
+                        "ExpressionAttributeValues": condition_values,
+                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                    }
+                },
+                connections_table.put_in_session(
+                    dataclasses.replace(listener, joined_at=joined_at[0]), allow_repeat=False
+                ),
+            ]
         )
+
+    try:
+        retry_conflicts(write)
+        return joined_at[0]
     except Exception as exc:
         if not _is_cancelled(exc):
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -10,30 +11,37 @@ import pytest
 from broadcast import audio_routes
 from broadcast import clock as broadcast_clock
 from broadcast.handlers import end_session, send_audio
-from tests.helpers import AwsCallCounter, Driver, audio_event, body_of, message_event
+from tests.helpers import AwsCallCounter, Driver, audio_event, audio_start_seconds, body_of, message_event
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = 1_795_888_800.0  # epoch seconds, as the service's clock gives them
+        self.now = time.time()  # epoch seconds, as the service's clock gives them
+        self.waits: list[float] = []  # what the service waited (a join's reply waits for its start)
+        self.held = False  # True: a wait returns at once and time stays put (frames go on meanwhile)
 
     def __call__(self) -> float:
         return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        if not self.held:
+            self.now += seconds
 
 
 @pytest.fixture
 def clock() -> Iterator[Clock]:
     fake = Clock()
     real = broadcast_clock._now
-    broadcast_clock.use(fake)
+    broadcast_clock.use(fake, sleep=fake.sleep)
     yield fake
     broadcast_clock.use(real)
 
 
 @pytest.fixture
-def session_id(driver: Driver) -> str:
+def session_id(driver: Driver, clock: Clock) -> str:
     sid = driver.speaker_session("spk-1", "alice")
-    driver.join("lst-1", sid, "es")
+    driver.join("lst-1", sid, "es")  # returns once its frames start
     return sid
 
 
@@ -48,25 +56,58 @@ def test_frames_after_the_first_read_nothing(backend: Any, session_id: str, cloc
         for seq in range(2, 12):
             clock.now += 0.09
             send_audio.handler(audio_event("spk-1", seq), None)
-    assert sorted(reads(first)) == ["dynamodb.GetItem", "dynamodb.GetItem", "dynamodb.Query"]
+    # the first read: the speaker's record, the session, the index, and when its listener joined
+    assert sorted(reads(first)) == ["dynamodb.BatchGetItem", "dynamodb.GetItem", "dynamodb.GetItem", "dynamodb.Query"]
     assert reads(steady) == []
     assert [m["seq"] for m in backend.management.messages_to("lst-1", "audio")] == list(range(1, 12))
 
 
-def test_a_new_listener_hears_audio_within_the_bound(
+def test_a_new_listener_hears_every_frame_from_its_start_delay_on(
     backend: Any, driver: Driver, session_id: str, clock: Clock
 ) -> None:
-    # GIVEN a cached route, then a listener joining
+    # GIVEN a cached route, then a listener joining: its reply waits for its start...
     send_audio.handler(audio_event("spk-1", 1), None)
+    clock.held = True
+    joined_at = clock.now
+    reply = driver.join("lst-2", session_id, "fr")
+    assert reply["type"] == "sessionJoined"
+    (wait,) = clock.waits[-1:]
+    assert wait == pytest.approx(audio_start_seconds(), abs=0.01)
+    # WHEN frames go on meanwhile: from the cache, from a fresh read that has it, then past its start
+    for seq, after in ((2, 0.5), (3, 0.6), (4, audio_start_seconds() - 1.1), (5, 0.1), (6, 1.0)):
+        clock.now += after
+        send_audio.handler(audio_event("spk-1", seq), None)
+    # THEN the new listener has every frame from the first one past its start, which is when its
+    # reply went: nothing before, nothing missed after
+    assert clock.now - 1.1 >= joined_at + wait > clock.now - 1.2
+    assert [m["seq"] for m in backend.management.messages_to("lst-2", "audio")] == [4, 5, 6]
+    assert [m["seq"] for m in backend.management.messages_to("lst-1", "audio")] == [1, 2, 3, 4, 5, 6]
+
+
+def test_two_containers_of_different_ages_leave_no_hole_after_a_new_listeners_first_frame(
+    backend: Any, driver: Driver, session_id: str, clock: Clock
+) -> None:
+    # GIVEN one warm container's route read before a listener joined (a second container, in
+    # effect: each container has its own cache) ...
+    send_audio.handler(audio_event("spk-1", 1), None)
+    older = audio_routes.get("spk-1", 1000)
+    assert older is not None
+    clock.held = True  # the frames go on while the join's reply waits
     driver.join("lst-2", session_id, "fr")
-    # WHEN frames go on: within the second, from the cache; after it, read again
-    clock.now += 0.5
-    send_audio.handler(audio_event("spk-1", 2), None)
-    clock.now += 0.6
-    send_audio.handler(audio_event("spk-1", 3), None)
-    # THEN the new listener has every frame from the first one after the bound
-    assert [m["seq"] for m in backend.management.messages_to("lst-2", "audio")] == [3]
-    assert [m["seq"] for m in backend.management.messages_to("lst-1", "audio")] == [1, 2, 3]
+    # WHEN frames alternate between a container that reads afresh (and so has the new listener)
+    # and the one still on its older route, each within the cache's bound
+    for seq in range(2, 30):
+        clock.now += 0.1
+        if seq % 2 and clock.now * 1000 - older.read_at <= 1000:
+            audio_routes.put("spk-1", older)  # the older container, its cache not yet expired
+        else:
+            audio_routes.forget("spk-1")  # a container reading afresh (the older one too, once expired)
+        send_audio.handler(audio_event("spk-1", seq), None)
+    heard = [m["seq"] for m in backend.management.messages_to("lst-2", "audio")]
+    # THEN from its first frame on, the new listener has every frame: no container posted to it
+    # until every container's route had it
+    assert heard, "the listener heard nothing"
+    assert heard == list(range(heard[0], 30)), heard
 
 
 def test_a_gone_listener_is_dropped_from_the_cache_at_once(backend: Any, session_id: str, clock: Clock) -> None:
