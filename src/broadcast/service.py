@@ -86,31 +86,17 @@ def disconnect(caller: Caller) -> None:
     If forgetting fails (a burst of 500 leaving at once can outlast the conflict retries), the
     timer is left running: its next notice meets a 410 and forgets the record then, so nothing
     stays counted for good."""
-    _forget(
-        caller.connection_id,
-        deliberate=caller.disconnect_status in DELIBERATE_CLOSE_CODES,
-        attempts=DISCONNECT_CONFLICT_ATTEMPTS,
-    )
+    _forget(caller.connection_id, deliberate=caller.disconnect_status in DELIBERATE_CLOSE_CODES)
     timer.stop_for_connection(caller.connection_id)
 
 
-# A $disconnect is delivered once at most, so its uncount is patient: 50 conflict attempts pause
-# about 11 s in all (at most about 23), inside DisconnectFunction's 30-second timeout. A storm of 500
-# leaving one session at once (the venue's Wi-Fi drops) queues 500 transactions on the session
-# item; with the default budget (about 5 s) make bench's storm left 42 records and counted them
-# until their timers' next notice, up to 100 minutes later.
-DISCONNECT_CONFLICT_ATTEMPTS = 50
-
-
-def _forget(connection_id: str, *, deliberate: bool, attempts: int | None = None) -> None:
+def _forget(connection_id: str, *, deliberate: bool) -> None:
     """A connection is gone ($disconnect, or a 410 when $disconnect never came): uncount it, or let its speaker go."""
     record = connections_table.get(connection_id)
     if record is None:
         return
     if record.role == "listener" and record.session_id and record.target_language:
-        sessions_table.remove_listener(
-            record.connection_id, record.session_id, record.target_language, attempts=attempts
-        )
+        sessions_table.remove_listener(record.connection_id, record.session_id, record.target_language)
         return
     if record.role == "speaker" and record.session_id:
         _speaker_left(record.session_id, record.connection_id, deliberate=deliberate)
@@ -169,7 +155,7 @@ def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dic
     removed = 0
     for connection_id in gone:
         try:
-            sessions_table.remove_listener(connection_id, session_id, languages[connection_id], attempts=1)
+            sessions_table.remove_listener(connection_id, session_id, languages[connection_id], retry=False)
             removed += 1
         except Exception as exc:  # noqa: BLE001 - best effort, logged: the frame was delivered
             logger.warning(

@@ -192,12 +192,11 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
         raise
 
 
-def remove_listener(connection_id: str, session_id: str, target_language: str, *, attempts: int | None = None) -> bool:
+def remove_listener(connection_id: str, session_id: str, target_language: str, *, retry: bool = True) -> bool:
     """Delete a listener's record and uncount it in one transaction; False when it was already gone.
 
-    `attempts` bounds the conflict retries (dynamo.retry_conflicts): 1 for a 410 cleanup on the
-    audio path, which leaves a conflict to the next 410, the `$disconnect` or the timer's sweep;
-    more for a `$disconnect`, which nothing repeats."""
+    `retry=False` makes one attempt only: a conflict is raised to the caller (a 410 cleanup on the
+    audio path, which leaves it to the next 410, the `$disconnect` or the timer's sweep)."""
     try:
         retry_conflicts(
             lambda: _ddb().transact_write_items(
@@ -215,7 +214,7 @@ def remove_listener(connection_id: str, session_id: str, target_language: str, *
                     },
                 ]
             ),
-            attempts=attempts,
+            attempts=None if retry else 1,
         )
         return True
     except Exception as exc:
