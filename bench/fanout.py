@@ -308,5 +308,7 @@ def _send_audio_props() -> dict[str, Any]:
 
 
 def _route_cache_seconds() -> float:
-    """AUDIO_ROUTE_CACHE_MS as template.yaml deploys it."""
-    return int(_send_audio_props()["Environment"]["Variables"]["AUDIO_ROUTE_CACHE_MS"]) / 1000
+    """AUDIO_ROUTE_CACHE_MS as template.yaml deploys it (in Globals: the joins wait on it too)."""
+    from local_stack import template as cfn
+
+    return int(cfn.load()["Globals"]["Function"]["Environment"]["Variables"]["AUDIO_ROUTE_CACHE_MS"]) / 1000
