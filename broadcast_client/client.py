@@ -171,8 +171,19 @@ class _Link:
     async def request(self, payload: dict[str, Any], *types: str, timeout: float = 15) -> dict[str, Any]:
         """Send `payload`; return the first reply of one of `types`; raise SessionError on its `error`."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiters.append((types, str(payload["action"]), future))
-        await self.send(payload)
+        entry = (types, str(payload["action"]), future)
+        self._waiters.append(entry)
+        try:
+            await self.send(payload)
+        except BaseException:
+            # never sent: nobody will await this reply (else the close would set an exception
+            # on it that nothing retrieves: "Future exception was never retrieved")
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+            if future.done() and not future.cancelled():
+                future.exception()  # retrieved here, since nothing will await it
+            future.cancel()
+            raise
         reply = await asyncio.wait_for(future, timeout)
         if reply.get("type") == "error":
             raise SessionError(reply)
