@@ -393,13 +393,16 @@ def send_audio(caller: Caller, body: dict[str, Any]) -> None:
 def _read_route(caller: Caller) -> audio_routes.Route:
     """Read (and cache) the caller's session and audience; refuses anyone but its active speaker."""
     audio_routes.forget(caller.connection_id)
-    read_at = clock.now_ms()  # before the reads: the route is no newer than this
     record = connections_table.get(caller.connection_id)
     if record is None or record.role != "speaker" or not record.session_id:
         raise Forbidden("only the session's speaker may send audio")
     session = sessions_table.get(record.session_id)
     if session is None or not session.is_active:
         raise SessionNotFound(f"session {record.session_id} is not active")
+    # The audience is what the index held when its Query began, so that is the route's age (the
+    # listeners' start rests on it: audible_from). Not earlier: a read longer than the cache's
+    # bound would never be reused, and every frame would read again.
+    read_at = clock.now_ms()
     listeners = dict(connections_table.listeners_of(session.session_id))
     joined = audio_routes.joined_at(list(listeners), connections_table.joined_at_of)
     route = audio_routes.Route(
