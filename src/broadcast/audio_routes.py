@@ -42,7 +42,7 @@ class Route:
     session_id: str
     speaker_user_id: str
     listeners: dict[str, str]  # connection id -> target language
-    read_at: int = field(default_factory=lambda: clock.now_ms())  # taken before the reads began
+    read_at: int = field(default_factory=lambda: clock.now_ms())  # when its audience's Query began
     joined_at: dict[str, int] = field(default_factory=dict)  # connection id -> its joinedAt (absent: 0)
 
 

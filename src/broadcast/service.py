@@ -292,7 +292,12 @@ def audible_from(joined_at: int) -> int:
     AUDIO_ROUTE_CACHE_MS: so every container posts to it from then on, and none before. Posting
     as soon as one route had it let a frame reach it from a fresh route and the next one miss it
     from an older route in another container: a hole right after its first frame."""
-    return joined_at + settings().audio_route_cache_ms + clock.physical_ms(settings().audio_start_margin_ms)
+    return joined_at + start_delay_ms()
+
+
+def start_delay_ms() -> int:
+    """AUDIO_ROUTE_CACHE_MS plus AUDIO_START_MARGIN_MS (real milliseconds), on the service clock."""
+    return settings().audio_route_cache_ms + clock.physical_ms(settings().audio_start_margin_ms)
 
 
 def refresh_connection(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
@@ -382,9 +387,10 @@ def send_audio(caller: Caller, body: dict[str, Any]) -> None:
     # Either connection of the speaker may send during a handover; both carry the speaker's sub.
     if not caller.user_id or caller.user_id != route.speaker_user_id:
         raise Forbidden("only the session's speaker may send audio")
+    joined_by = started - start_delay_ms()  # audible_from(joinedAt) <= started, taken once per frame
     gone = broadcast_to(
         route.session_id,
-        [(c, lang) for c, lang in route.listeners.items() if audible_from(route.joined_at.get(c, 0)) <= started],
+        [(c, lang) for c, lang in route.listeners.items() if route.joined_at.get(c, 0) <= joined_by],
         protocol.message("audio", sessionId=route.session_id, seq=seq, audio=audio),
     )
     audio_routes.drop_listeners(caller.connection_id, gone)
