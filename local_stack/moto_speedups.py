@@ -1,4 +1,4 @@
-"""Three of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
+"""Four of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
 
 Each was found with py-spy on the hall scenario (100 listeners at TIME_SCALE=300), where the
 emulator's one process and its one GIL carry every connection, function and timer:
@@ -9,6 +9,12 @@ emulator's one process and its one GIL carry every connection, function and time
 - Every StartExecution parsed the state machine's definition again with ANTLR (about 0.1 s
   of CPU each; a hall starts one timer per connection and per refresh). Parsed once here.
 - Every JSONPath in a Task's Parameters was compiled again (a PLY parser built per call).
+- Every DynamoDB answer was written out by moto's generic serializer, which walks the service
+  model's shapes value by value: a Query of 500 listener records took about 0.3 s of CPU,
+  most of it there (the audio route reads one per second, and at TIME_SCALE=300 one per
+  frame). DynamoDB's wire format is the JSON of moto's own result, so a result made only of
+  JSON's types is written with json.dumps; anything else (bytes, timestamps) still goes
+  through the serializer. tests/unit/test_local_backend.py checks both give the same answer.
 
 What moto computes is unchanged: the same operations, conditions and errors, on the same
 state; tests/unit/test_local_backend.py checks the rollback of a cancelled transaction.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 import threading
 from typing import Any
@@ -28,7 +35,7 @@ _lock = threading.Lock()
 
 
 def install() -> None:
-    """Apply the three patches (idempotent)."""
+    """Apply the four patches (idempotent)."""
     global _installed
     with _lock:
         if _installed:
@@ -36,6 +43,7 @@ def install() -> None:
         _transactions_save_items_not_tables()
         _parse_each_definition_once()
         _compile_each_json_path_once()
+        _dynamodb_answers_as_plain_json()
         _installed = True
 
 
@@ -142,3 +150,42 @@ def _compile_each_json_path_once() -> None:
     from moto.stepfunctions.parser.asl.utils import json_path
 
     json_path.parse = functools.lru_cache(maxsize=1024)(json_path.parse)
+
+
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def plain_json(value: Any) -> bool:
+    """Whether `value` is made only of dicts with str keys, lists and JSON's scalars."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and plain_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(plain_json(v) for v in value)
+    return isinstance(value, _JSON_SCALARS) and not (isinstance(value, float) and value != value)
+
+
+# The reads, whose answers grow with the items they return; a write's answer is small.
+_READS = frozenset({"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"})
+
+
+def _dynamodb_answers_as_plain_json() -> None:
+    from moto.dynamodb.responses import DynamoResult
+
+    original = DynamoResult.execute_result
+
+    @functools.wraps(original)
+    def execute_result(self: Any, context: Any) -> Any:
+        result = self.result
+        operation = context.operation_model
+        if operation.name not in _READS or not isinstance(result, dict) or not plain_json(result):
+            return original(self, context)
+        members = operation.output_shape.members
+        serializer = context.serializer_class(operation_model=operation)
+        response = serializer._create_default_response()
+        response["headers"]["Content-Type"] = serializer._get_protocol_specific_content_type()
+        # The serializer writes only the output shape's members (moto adds a few of its own).
+        body = json.dumps({key: value for key, value in result.items() if key in members})
+        return response["status_code"], response["headers"], body
+
+    execute_result.original = original  # type: ignore[attr-defined]
+    DynamoResult.execute_result = execute_result  # type: ignore[method-assign]

@@ -138,3 +138,79 @@ def test_the_timer_definition_is_parsed_once_and_its_executions_stay_apart() -> 
     assert sorted(noticed) == [(c, "connectionRefreshRequired") for c in ("first", "second", "third")]
     assert len(parsed) == 3
     assert all(program is parsed[0] for program in parsed)
+
+
+def test_dynamodb_answers_written_as_plain_json_equal_what_the_serializer_writes(threaded: Any) -> None:
+    # moto_speedups writes a DynamoDB result of plain JSON with json.dumps instead of moto's
+    # generic serializer: every answer of a varied workload must parse to the same object both
+    # ways, and a result holding bytes (a binary attribute) must still go through the serializer.
+    from moto.dynamodb.responses import DynamoResult
+
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    fast = DynamoResult.execute_result
+    generic = fast.original  # type: ignore[attr-defined]
+    compared: list[str] = []
+    took_serializer: list[str] = []
+
+    def both(self: Any, context: Any) -> Any:
+        status, headers, body = fast(self, context)
+        g_status, g_headers, g_body = generic(self, context)
+        operation = context.operation_model.name
+        assert (status, headers, json.loads(body)) == (g_status, g_headers, json.loads(g_body)), operation
+        fast_path = operation in moto_speedups._READS and moto_speedups.plain_json(self.result)
+        (compared if fast_path else took_serializer).append(operation)
+        return status, headers, body
+
+    ddb = threaded.ddb
+    sessions, connections = TABLE_NAMES["SessionsTable"], TABLE_NAMES["ConnectionsTable"]
+    DynamoResult.execute_result = both  # type: ignore[method-assign]
+    try:
+        item = {
+            "sessionId": {"S": "s1"},
+            "listenerCount": {"N": "3"},
+            "languages": {"M": {"es": {"N": "2"}, "fr": {"N": "1"}, "nested": {"L": [{"S": "x"}, {"BOOL": True}]}}},
+            "tags": {"SS": ["a", "b"]},
+            "scores": {"NS": ["1.5", "2"]},
+            "nothing": {"NULL": True},
+            "quote": {"S": 'a "quoted" ü \u2028 line'},
+        }
+        ddb.put_item(TableName=sessions, Item=item)
+        for i in range(5):
+            ddb.put_item(
+                TableName=connections,
+                Item={
+                    "connectionId": {"S": f"c{i}"},
+                    "sessionId": {"S": "s1"},
+                    "role": {"S": "listener"},
+                    "targetLanguage": {"S": "es"},
+                    "joinedAt": {"N": str(1000 + i)},
+                },
+            )
+        ddb.get_item(TableName=sessions, Key={"sessionId": {"S": "s1"}}, ReturnConsumedCapacity="TOTAL")
+        ddb.get_item(TableName=sessions, Key={"sessionId": {"S": "absent"}})
+        ddb.scan(TableName=connections, Limit=2)
+        ddb.query(
+            TableName=connections,
+            KeyConditionExpression="connectionId = :c",
+            ExpressionAttributeValues={":c": {"S": "c1"}},
+        )
+        keys = [{"connectionId": {"S": f"c{i}"}} for i in range(5)]
+        ddb.batch_get_item(RequestItems={connections: {"Keys": keys, "ConsistentRead": True}})
+        ddb.transact_get_items(TransactItems=[{"Get": {"TableName": sessions, "Key": {"sessionId": {"S": "s1"}}}}])
+        ddb.update_item(
+            TableName=sessions,
+            Key={"sessionId": {"S": "s1"}},
+            UpdateExpression="ADD listenerCount :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+            ReturnValues="ALL_NEW",
+        )
+        ddb.delete_item(TableName=connections, Key={"connectionId": {"S": "c0"}}, ReturnValues="ALL_OLD")
+        ddb.put_item(TableName=connections, Item={"connectionId": {"S": "bin"}, "blob": {"B": b"\x00\xff"}})
+        ddb.get_item(TableName=connections, Key={"connectionId": {"S": "bin"}})
+    finally:
+        DynamoResult.execute_result = fast  # type: ignore[method-assign]
+    assert set(compared) == {"GetItem", "Scan", "Query", "BatchGetItem", "TransactGetItems"}
+    # the writes (small answers), and the read of a binary attribute
+    assert took_serializer == ["PutItem"] * 6 + ["UpdateItem", "DeleteItem", "PutItem", "GetItem"]
