@@ -29,7 +29,7 @@ from typing import Any
 
 from local_stack.aws_backend import MOTO_LOCK, AwsBackend, resolve_handler
 
-FUNCTION_THREADS = 32  # concurrent invocations per function (Lambda's own limit is the account's)
+FUNCTION_THREADS = 100  # concurrent invocations per function (Lambda's own limit is the account's: 1,000)
 ENV_VARIABLE = "LOCAL_STACK_FUNCTIONS_ENV"  # the handlers' extra environment, as JSON, from the front door
 _HEADER = struct.Struct("!I")
 

@@ -1,4 +1,4 @@
-"""Four of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
+"""Five of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
 
 Each was found with py-spy on the hall scenario (100 listeners at TIME_SCALE=300), where the
 emulator's one process and its one GIL carry every connection, function and timer:
@@ -15,6 +15,10 @@ emulator's one process and its one GIL carry every connection, function and time
   frame). DynamoDB's wire format is the JSON of moto's own result, so a result made only of
   JSON's types is written with json.dumps; anything else (bytes, timestamps) still goes
   through the serializer. tests/unit/test_local_backend.py checks both give the same answer.
+- A Query on an index with a KEYS_ONLY or INCLUDE projection projected each item by turning
+  it into plain Python and back through boto3's TypeSerializer (a quarter of the audio route's
+  read). Those projections keep whole top-level attributes, so here the item's own attributes
+  are picked. The same test file checks that an index Query answers the same.
 
 What moto computes is unchanged: the same operations, conditions and errors, on the same
 state; tests/unit/test_local_backend.py checks the rollback of a cancelled transaction.
@@ -35,7 +39,7 @@ _lock = threading.Lock()
 
 
 def install() -> None:
-    """Apply the four patches (idempotent)."""
+    """Apply the five patches (idempotent)."""
     global _installed
     with _lock:
         if _installed:
@@ -44,6 +48,7 @@ def install() -> None:
         _parse_each_definition_once()
         _compile_each_json_path_once()
         _dynamodb_answers_as_plain_json()
+        _index_projection_picks_attributes()
         _installed = True
 
 
@@ -189,3 +194,25 @@ def _dynamodb_answers_as_plain_json() -> None:
 
     execute_result.original = original  # type: ignore[attr-defined]
     DynamoResult.execute_result = execute_result  # type: ignore[method-assign]
+
+
+def _index_projection_picks_attributes() -> None:
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import SecondaryIndex
+
+    original = SecondaryIndex.project
+
+    @functools.wraps(original)
+    def project(self: Any, item: Any) -> Any:
+        projection_type = (self.projection or {}).get("ProjectionType")
+        if projection_type not in ("KEYS_ONLY", "INCLUDE"):
+            return original(self, item)
+        kept = self.table_key_attrs + [key["AttributeName"] for key in self.schema]
+        if projection_type == "INCLUDE":
+            kept = kept + self.projection.get("NonKeyAttributes", [])
+        # moto's Query projects copies of the table's items, so their values can be shared.
+        picked = {name: item.attrs[name] for name in dict.fromkeys(kept) if name in item.attrs}
+        return Item(hash_key=item.hash_key, range_key=item.range_key, attrs=picked)
+
+    project.original = original  # type: ignore[attr-defined]
+    SecondaryIndex.project = project  # type: ignore[method-assign]

@@ -17,7 +17,9 @@ AUDIO_ROUTE_CACHE_MS (1,000 by default), the staleness the product accepts:
 - a listener answered 410 is dropped from the cached route at once.
 
 Entries are bounded (the least recently read go first); each container has its own, so two
-containers may see a change up to the bound apart. Thread-safe: a dict per entry, replaced whole.
+containers may see a change up to the bound apart. Thread-safe: a dict per entry, replaced whole;
+invocations that run at once in one process (the local stack's threads; a Lambda container runs
+one at a time) share one read in flight instead of each reading the same route (`get_or_read`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class Route:
 
 
 _routes: OrderedDict[str, Route] = OrderedDict()
+_reading: dict[str, threading.Event] = {}  # speaker connection id -> set when its read in flight ends
 _joined: OrderedDict[str, int] = OrderedDict()  # listener connection id -> joinedAt (never changes)
 _lock = threading.Lock()
 MAX_JOINED = 50_000
@@ -63,6 +66,33 @@ def get(connection_id: str, max_age_ms: int) -> Route | None:
             return None
         _routes.move_to_end(connection_id)
         return route
+
+
+def get_or_read(connection_id: str, max_age_ms: int, read: Callable[[], Route]) -> Route:
+    """The route cached within `max_age_ms`, else `read()`'s (which must `put` it).
+
+    A caller that finds a read of the same route in flight waits for it and takes its route when
+    that is young enough (so it was read after this call began, less the bound); otherwise, or
+    if that read failed, it reads itself."""
+    if max_age_ms <= 0:
+        return read()
+    while True:
+        route = get(connection_id, max_age_ms)
+        if route is not None:
+            return route
+        with _lock:
+            in_flight = _reading.get(connection_id)
+            if in_flight is None:
+                mine = _reading[connection_id] = threading.Event()
+        if in_flight is not None:
+            in_flight.wait()
+            continue
+        try:
+            return read()
+        finally:
+            with _lock:
+                _reading.pop(connection_id, None)
+            mine.set()
 
 
 def put(connection_id: str, route: Route) -> None:

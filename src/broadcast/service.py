@@ -383,7 +383,7 @@ def send_audio(caller: Caller, body: dict[str, Any]) -> None:
     # Every route in use now was read after `started - AUDIO_ROUTE_CACHE_MS` (a route read for
     # this frame, after `started`): a listener is posted to from `audible_from` on, never before.
     started = clock.now_ms()
-    route = audio_routes.get(caller.connection_id, settings().audio_route_cache_ms) or _read_route(caller)
+    route = audio_routes.get_or_read(caller.connection_id, settings().audio_route_cache_ms, lambda: _read_route(caller))
     # Either connection of the speaker may send during a handover; both carry the speaker's sub.
     if not caller.user_id or caller.user_id != route.speaker_user_id:
         raise Forbidden("only the session's speaker may send audio")

@@ -149,3 +149,66 @@ def test_the_cache_is_bounded(clock: Clock) -> None:
         audio_routes.put(f"spk-{i}", audio_routes.Route(f"s-{i}", "u", {}))
     assert audio_routes.get("spk-0", 1000) is None
     assert audio_routes.get(f"spk-{audio_routes.MAX_ROUTES + 9}", 1000) is not None
+
+
+def test_invocations_at_once_share_one_read_in_flight(clock: Clock) -> None:
+    # The local stack runs a function's invocations on threads of one process: frames that find
+    # the route stale together must not each read it (a herd of 500-listener Queries that fell
+    # further behind with every frame); they wait for the read in flight and take its route.
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    audio_routes.forget()
+    reads: list[int] = []
+    release = threading.Event()
+
+    def read() -> audio_routes.Route:
+        reads.append(1)
+        release.wait(5)
+        route = audio_routes.Route("s-1", "u", {"lst-1": "es"})
+        audio_routes.put("spk-1", route)
+        return route
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [pool.submit(audio_routes.get_or_read, "spk-1", 1000, read) for _ in range(4)]
+        deadline = time.monotonic() + 5
+        while not reads and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)  # the other three are waiting now
+        release.set()
+        routes = [answer.result(5) for answer in answers]
+    assert len(reads) == 1
+    assert all(route is routes[0] for route in routes)
+
+
+def test_a_failed_read_in_flight_leaves_each_waiter_to_read_itself(clock: Clock) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    audio_routes.forget()
+    calls: list[str] = []
+    first_in = threading.Event()
+    release = threading.Event()
+
+    def failing() -> audio_routes.Route:
+        calls.append("failing")
+        first_in.set()
+        release.wait(5)
+        raise RuntimeError("throttled")
+
+    def working() -> audio_routes.Route:
+        calls.append("working")
+        route = audio_routes.Route("s-1", "u", {})
+        audio_routes.put("spk-1", route)
+        return route
+
+    with ThreadPoolExecutor(2) as pool:
+        failed = pool.submit(audio_routes.get_or_read, "spk-1", 1000, failing)
+        assert first_in.wait(5)
+        waiter = pool.submit(audio_routes.get_or_read, "spk-1", 1000, working)
+        time.sleep(0.1)
+        release.set()
+        with pytest.raises(RuntimeError):
+            failed.result(5)
+        assert waiter.result(5).session_id == "s-1"
+    assert calls == ["failing", "working"]

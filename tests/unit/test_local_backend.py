@@ -214,3 +214,78 @@ def test_dynamodb_answers_written_as_plain_json_equal_what_the_serializer_writes
     assert set(compared) == {"GetItem", "Scan", "Query", "BatchGetItem", "TransactGetItems"}
     # the writes (small answers), and the read of a binary attribute
     assert took_serializer == ["PutItem"] * 6 + ["UpdateItem", "DeleteItem", "PutItem", "GetItem"]
+
+
+def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded: Any) -> None:
+    # moto_speedups projects KEYS_ONLY and INCLUDE index items by picking attributes instead of
+    # moto's round trip through plain Python: the same Query must answer the same either way.
+    from moto.dynamodb.models.table import SecondaryIndex
+
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    ddb = threaded.ddb
+    connections = TABLE_NAMES["ConnectionsTable"]
+    ddb.create_table(
+        TableName="included",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "group")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-group",
+                "KeySchema": [{"AttributeName": "group", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["kept", "nested"]},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(6):
+        ddb.put_item(
+            TableName=connections,
+            Item={
+                "connectionId": {"S": f"c{i}"},
+                "sessionId": {"S": "s1"},
+                "role": {"S": "listener"},
+                "targetLanguage": {"S": "es" if i % 2 else "fr"},
+                "joinedAt": {"N": str(1000 + i)},
+                "resumeBy": {"M": {"a": {"L": [{"N": "1"}, {"S": "x"}]}}},
+            },
+        )
+        ddb.put_item(
+            TableName="included",
+            Item={
+                "pk": {"S": f"p{i}"},
+                "group": {"S": "g"},
+                "kept": {"NS": ["1", "2.5"]},
+                "nested": {"M": {"deep": {"BOOL": True}}},
+                "dropped": {"S": "not projected"},
+            },
+        )
+
+    def queries() -> list[Any]:
+        return [
+            ddb.query(
+                TableName=connections,
+                IndexName="sessionId-targetLanguage-index",
+                KeyConditionExpression="sessionId = :s",
+                ExpressionAttributeValues={":s": {"S": "s1"}},
+            )["Items"],
+            ddb.query(
+                TableName="included",
+                IndexName="by-group",
+                KeyConditionExpression="#g = :g",
+                ExpressionAttributeNames={"#g": "group"},
+                ExpressionAttributeValues={":g": {"S": "g"}},
+            )["Items"],
+        ]
+
+    picked = queries()
+    patched = SecondaryIndex.project
+    SecondaryIndex.project = patched.original  # type: ignore[attr-defined,method-assign]
+    try:
+        generic = queries()
+    finally:
+        SecondaryIndex.project = patched  # type: ignore[method-assign]
+    assert picked == generic
+    assert [sorted(i) for i in picked[0]] == [["connectionId", "sessionId", "targetLanguage"]] * 6
+    assert all("dropped" not in i and "kept" in i and "nested" in i for i in picked[1])
