@@ -46,6 +46,10 @@ class HallReport:
     lost_detail: list[str] = field(default_factory=list)  # who missed which frames, for a failure's message
     speaker_end_error: str = ""  # what endSession met, if it could not be sent
     seconds_until_counts_right: float = -1.0
+    # The emulator's own CPU in cores (Linux): its functions process is GIL-bound at one core, so
+    # a busiest window near 1.0 means the emulator, not the backend, was the limit.
+    functions_cores_mean: float = -1.0
+    functions_cores_peak: float = -1.0
 
     def percentile(self, q: float) -> float:
         if not self.join_seconds:
@@ -116,12 +120,14 @@ async def run_hall(
     # The talk is on when the QR code goes up: listeners join a session already sending audio
     # (so, like phones in a hall, they hear frames from their first second and need no heartbeat).
     speaker_task = asyncio.create_task(speak())
+    watching = asyncio.create_task(_watch_cpu(stack, report))
     results = await asyncio.gather(*(join(i, listener) for i, listener in enumerate(audience)), return_exceptions=True)
     report.joined = sum(1 for r in results if not isinstance(r, BaseException))
     # Every connection refreshes at 100 emulated minutes: `cycles` of them, plus the last joiner's offset.
     await asyncio.sleep(timing.real(6000) * cycles + 5)
     sending = False
     await speaker_task
+    watching.cancel()
     await asyncio.sleep(6.0)  # the last frames and any gap timeout
 
     last = report.frames_sent - 1
@@ -164,18 +170,33 @@ async def run_hall(
     return report
 
 
+async def _watch_cpu(stack: LocalStackProcess, report: HallReport, every: float = 5.0) -> None:
+    """The functions process's cores, over the whole run and in its busiest `every` seconds."""
+    first = previous = stack.cpu_seconds().get("functions")
+    if first is None:
+        return
+    started = last = time.monotonic()
+    while True:
+        await asyncio.sleep(every)
+        now, used = time.monotonic(), stack.cpu_seconds().get("functions", previous)
+        report.functions_cores_peak = max(report.functions_cores_peak, (used - previous) / (now - last))
+        report.functions_cores_mean = (used - first) / (now - started)
+        previous, last = used, now
+
+
 def table(reports: list[tuple[str, HallReport]]) -> str:
     """The bench's hall table (markdown)."""
     lines = [
         "| hall | listeners joined | join p50 / p95 / p99 (s) | frames sent | lost | refreshes each (min) "
         "| refused handshakes retried | RATE_LIMIT_EXCEEDED | INTERNAL_ERROR | conflicts retried "
-        "| counts right after close (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| counts right after close (s) | emulator's functions process, cores: mean / busiest 5 s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in reports:
         lines.append(
             f"| {name} | {r.joined}/{r.listeners} | {r.percentile(0.5):.2f} / {r.percentile(0.95):.2f} / "
             f"{r.percentile(0.99):.2f} | {r.frames_sent} | {r.lost} | {r.refreshes_min} | {r.handshake_retries} "
-            f"| {r.rate_limited} | {r.internal_errors} | {r.conflicts_retried} | {r.seconds_until_counts_right:.1f} |"
+            f"| {r.rate_limited} | {r.internal_errors} | {r.conflicts_retried} | {r.seconds_until_counts_right:.1f} "
+            f"| {r.functions_cores_mean:.2f} / {r.functions_cores_peak:.2f} |"
         )
     return "\n".join(lines)

@@ -86,6 +86,21 @@ class LocalStackProcess:
             aws_secret_access_key="local",  # noqa: S106 - the emulator checks no credentials
         )
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU seconds used so far by the front door and by the functions process (Linux's /proc; {} elsewhere)."""
+        found: dict[str, float] = {}
+        pids = {"front": self.process.pid}
+        children = f"/proc/{self.process.pid}/task/{self.process.pid}/children"
+        with contextlib.suppress(OSError), open(children) as listed:
+            for child in listed.read().split()[:1]:
+                pids["functions"] = int(child)
+        for name, pid in pids.items():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+                found[name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return found
+
     def log_lines(self, needle: str) -> list[str]:
         """The emulator's own log lines (route, connection, outcome) that contain `needle`."""
         return [line for line in list(self.lines) if needle in line and not line.startswith("ACCESS ")]
