@@ -12,7 +12,6 @@ import json
 import random
 import statistics
 import time
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,17 +87,12 @@ async def connect_many(url: str, count: int, limit: int = 50) -> list[Client]:
     return list(await asyncio.gather(*(one() for _ in range(count))))
 
 
-def table_items(stack: LocalStackProcess, logical_id: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{stack.management_endpoint.rsplit('/', 1)[0]}/_local/tables/{logical_id}") as answer:
-        return json.load(answer)["items"]
-
-
 def count_check(stack: LocalStackProcess, session_id: str) -> tuple[bool, str]:
     """listenerCount against the live listener records, and records that belong to no live connection."""
-    session = next(s for s in table_items(stack, "SessionsTable") if s["sessionId"] == session_id)
+    session = next(s for s in stack.table_items("SessionsTable") if s["sessionId"] == session_id)
     listeners = [
         c
-        for c in table_items(stack, "ConnectionsTable")
+        for c in stack.table_items("ConnectionsTable")
         if c.get("sessionId") == session_id and c.get("role") == "listener"
     ]
     ok = session["listenerCount"] == len(listeners) and sum(session["languageCounts"].values()) == len(listeners)
@@ -117,7 +111,7 @@ async def run_scenarios(stack: LocalStackProcess, listeners: int, sessions: int,
     progress(f"  load: {sessions} simultaneous createSession")
     replies = await asyncio.gather(*(s.call({"action": "createSession", "sourceLanguage": "en"}) for s in speakers))
     created = [m["sessionId"] for _, m in replies if m.get("type") == "sessionCreated"]
-    stored = {s["sessionId"] for s in table_items(stack, "SessionsTable")}
+    stored = {s["sessionId"] for s in stack.table_items("SessionsTable")}
     distinct = len(set(created)) == len(created) and set(created) <= stored
     results.append(
         Result(
@@ -186,7 +180,7 @@ async def run_scenarios(stack: LocalStackProcess, listeners: int, sessions: int,
     while time.monotonic() < deadline:
         remaining = [
             c
-            for c in table_items(stack, "ConnectionsTable")
+            for c in stack.table_items("ConnectionsTable")
             if c.get("sessionId") == session_id and c.get("role") == "listener"
         ]
         if not remaining:

@@ -11,11 +11,8 @@ bench` runs 500.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
 
 from broadcast_client import Frame, Listener, Speaker, Timing
 from local_stack import tokens
@@ -58,20 +55,14 @@ class HallReport:
         return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _get(stack: LocalStackProcess, path: str) -> Any:
-    base = stack.url.replace("ws://", "http://").rsplit("/", 1)[0]
-    with urllib.request.urlopen(f"{base}{path}", timeout=30) as response:  # noqa: S310 - our own stack
-        return json.loads(response.read())
-
-
 def listener_records(stack: LocalStackProcess, session_id: str) -> list[str]:
     """The connection ids of the session's listener records."""
-    items = _get(stack, "/_local/tables/ConnectionsTable")["items"]
+    items = stack.table_items("ConnectionsTable")
     return [i["connectionId"] for i in items if i.get("sessionId") == session_id and i.get("role") == "listener"]
 
 
 def listener_count(stack: LocalStackProcess, session_id: str) -> int:
-    items = _get(stack, "/_local/tables/SessionsTable")["items"]
+    items = stack.table_items("SessionsTable")
     (session,) = [item for item in items if item["sessionId"] == session_id]
     return int(session["listenerCount"])
 
@@ -147,7 +138,7 @@ async def run_hall(
     report.rate_limited = sum(listener.stats.rate_limited for listener in audience)
     report.reconnects = sum(listener.stats.reconnects for listener in audience)
     report.internal_errors = len(stack.log_lines("status=500")) + len(stack.log_lines("error="))
-    report.conflicts_retried = _get(stack, "/_local/faults")["transactionConflicts"]
+    report.conflicts_retried = stack.local_api("/_local/faults")["transactionConflicts"]
 
     for listener in audience:
         await listener.close()

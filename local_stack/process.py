@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parents[1]
 NO_IP_LIMITS = {"RateLimitJoinsPerIpPerMinute": "0", "RateLimitConnectsPerIpPerMinute": "0"}
 
 
+def local_api(base: str, path: str, *, method: str = "GET", timeout: float = 30) -> Any:
+    """A local-only endpoint (`/_local/...`, server.py) of the stack at `base` (http://host:port): its JSON or None."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{base}{path}", method=method)  # noqa: S310 - our own stack on loopback
+    with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310 - our own stack on loopback
+        body = answer.read()
+    return json.loads(body) if body.strip() else None
+
+
 class LocalStackProcess:
     """A running local stack; `url` is what it printed after READY."""
 
@@ -85,6 +96,14 @@ class LocalStackProcess:
             aws_access_key_id="local",
             aws_secret_access_key="local",  # noqa: S106 - the emulator checks no credentials
         )
+
+    def local_api(self, path: str, *, method: str = "GET") -> Any:
+        """A local-only endpoint of this stack (`/_local/...`, server.py): its JSON or None."""
+        return local_api(self.url.replace("ws://", "http://").rsplit("/", 1)[0], path, method=method)
+
+    def table_items(self, logical_id: str) -> list[dict[str, Any]]:
+        """Every item of a template table (`/_local/tables`), as plain JSON."""
+        return self.local_api(f"/_local/tables/{logical_id}")["items"]
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU seconds used so far by the front door and by the functions process (Linux's /proc; {} elsewhere)."""

@@ -63,14 +63,14 @@ def main() -> None:
     import argparse
     import sys
     import urllib.error
-    import urllib.request
+
+    from local_stack.process import local_api
 
     parser = argparse.ArgumentParser(description="put back the state events/ refers to, in a running make local")
     parser.add_argument("--port", type=int, default=8080)
     port = parser.parse_args().port
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/_local/seed", method="POST")
     try:
-        urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - our own stack on loopback
+        local_api(f"http://127.0.0.1:{port}", "/_local/seed", method="POST", timeout=10)
     except (urllib.error.URLError, OSError):
         print(f"make seed: no local stack on port {port}; start one with `make local SEED=1`", file=sys.stderr)
         sys.exit(2)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -42,12 +41,6 @@ def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStac
     running.stop()
 
 
-def reseed(stack: LocalStackProcess) -> None:
-    port = stack.url.split(":")[2].split("/")[0]
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/_local/seed", method="POST")
-    urllib.request.urlopen(request, timeout=10).close()  # noqa: S310 - loopback
-
-
 def check(expected: str, result: dict[str, Any]) -> None:
     words = expected.split()
     if words[0] == "raises":
@@ -75,7 +68,7 @@ def test_invoke_readme_table_covers_every_event() -> None:
 def test_invoke_every_event_gives_the_readme_result(seeded: tuple[LocalStackProcess, Path], event: str) -> None:
     stack, env_file = seeded
     function, expected = readme_table()[event]
-    reseed(stack)
+    stack.local_api("/_local/seed", method="POST")
     done = invoke.invoke(function, ROOT / event, env_file)
     assert done.returncode == 0, done.stderr
     assert "REPORT RequestId:" in done.stderr
@@ -87,12 +80,12 @@ def test_invoke_grace_expired_after_the_speaker_dropped_ends_the_session(
     seeded: tuple[LocalStackProcess, Path],
 ) -> None:
     stack, env_file = seeded
-    reseed(stack)
+    stack.local_api("/_local/seed", method="POST")
     dropped = invoke.invoke("DisconnectFunction", ROOT / "events/disconnect.json", env_file)
     assert json.loads(dropped.stdout) == {"statusCode": 200}
     done = invoke.invoke("NotifierFunction", ROOT / "events/notifier_speaker_grace_expired.json", env_file)
     assert json.loads(done.stdout) == {"delivered": True, "ended": True}
-    reseed(stack)
+    stack.local_api("/_local/seed", method="POST")
 
 
 def test_invoke_env_file_holds_every_function_with_endpoints_and_template_environment(

@@ -140,6 +140,17 @@ def test_the_timer_definition_is_parsed_once_and_its_executions_stay_apart() -> 
     assert all(program is parsed[0] for program in parsed)
 
 
+def _listener_item(i: int, language: str) -> dict[str, Any]:
+    """A listener record of session s1, as the Connections table holds one."""
+    return {
+        "connectionId": {"S": f"c{i}"},
+        "sessionId": {"S": "s1"},
+        "role": {"S": "listener"},
+        "targetLanguage": {"S": language},
+        "joinedAt": {"N": str(1000 + i)},
+    }
+
+
 def test_dynamodb_answers_written_as_plain_json_equal_what_the_serializer_writes(threaded: Any) -> None:
     # moto_speedups writes a DynamoDB result of plain JSON with json.dumps instead of moto's
     # generic serializer: every answer of a varied workload must parse to the same object both
@@ -178,16 +189,7 @@ def test_dynamodb_answers_written_as_plain_json_equal_what_the_serializer_writes
         }
         ddb.put_item(TableName=sessions, Item=item)
         for i in range(5):
-            ddb.put_item(
-                TableName=connections,
-                Item={
-                    "connectionId": {"S": f"c{i}"},
-                    "sessionId": {"S": "s1"},
-                    "role": {"S": "listener"},
-                    "targetLanguage": {"S": "es"},
-                    "joinedAt": {"N": str(1000 + i)},
-                },
-            )
+            ddb.put_item(TableName=connections, Item=_listener_item(i, "es"))
         ddb.get_item(TableName=sessions, Key={"sessionId": {"S": "s1"}}, ReturnConsumedCapacity="TOTAL")
         ddb.get_item(TableName=sessions, Key={"sessionId": {"S": "absent"}})
         ddb.scan(TableName=connections, Limit=2)
@@ -240,17 +242,8 @@ def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded:
         BillingMode="PAY_PER_REQUEST",
     )
     for i in range(6):
-        ddb.put_item(
-            TableName=connections,
-            Item={
-                "connectionId": {"S": f"c{i}"},
-                "sessionId": {"S": "s1"},
-                "role": {"S": "listener"},
-                "targetLanguage": {"S": "es" if i % 2 else "fr"},
-                "joinedAt": {"N": str(1000 + i)},
-                "resumeBy": {"M": {"a": {"L": [{"N": "1"}, {"S": "x"}]}}},
-            },
-        )
+        nested = {"resumeBy": {"M": {"a": {"L": [{"N": "1"}, {"S": "x"}]}}}}
+        ddb.put_item(TableName=connections, Item={**_listener_item(i, "es" if i % 2 else "fr"), **nested})
         ddb.put_item(
             TableName="included",
             Item={
