@@ -15,15 +15,15 @@ from bench import calls, cold_start, cost, fanout, load
 RESULTS = Path(__file__).parent / "results" / "latest.md"
 
 
-def hall_table(sizes: list[int], progress: Any) -> str:
-    """The hall at each size, on production defaults, then with lost $disconnects and faults (local_stack/hall.py)."""
+def hall_table(halls: list[tuple[int, float]], progress: Any) -> str:
+    """Each (listeners, TIME_SCALE) hall on defaults, then with lost $disconnects and faults (local_stack/hall.py)."""
     import asyncio
 
     from local_stack.hall import run_hall, table
     from local_stack.process import LocalStackProcess
 
     reports = []
-    for listeners in sizes:
+    for listeners, time_scale in halls:
         for name, faults in (
             ("defaults", {}),
             (
@@ -31,14 +31,26 @@ def hall_table(sizes: list[int], progress: Any) -> str:
                 {"LOCAL_STACK_LOST_DISCONNECTS": "0.05", "LOCAL_STACK_FAULT_RATE": "0.01"},
             ),
         ):
-            progress(f"  hall of {listeners}: {name}")
-            stack = LocalStackProcess(time_scale=300, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
+            label = f"{listeners} at TIME_SCALE={time_scale:g}, {name}"
+            progress(f"  hall of {label}")
+            stack = LocalStackProcess(time_scale=time_scale, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
             try:
-                report = asyncio.run(run_hall(stack, listeners, cycles=3, time_scale=300, join_over=20))
-                reports.append((f"{listeners}, {name}", report))
+                # Joins over 50 s: a QR code scanned over most of the minute the issue allows.
+                report = asyncio.run(run_hall(stack, listeners, cycles=3, time_scale=time_scale, join_over=50))
+                reports.append((label, report))
             finally:
                 stack.stop()
     return table(reports)
+
+
+def parse_halls(text: str) -> list[tuple[int, float]]:
+    """ "100,500,500@60" -> [(100, 300), (500, 300), (500, 60)]: listeners, optionally @TIME_SCALE (300)."""
+    halls = []
+    for part in text.split(","):
+        if part.strip():
+            size, _, scale = part.strip().partition("@")
+            halls.append((int(size), float(scale or 300)))
+    return halls
 
 
 def main() -> None:
@@ -46,8 +58,11 @@ def main() -> None:
     parser.add_argument("--listeners", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--runs", type=int, default=5, help="cold-start runs per module (median)")
-    # 100 is what make test asserts; 500 is the hall the issue asks for (docs/performance.md section 5).
-    parser.add_argument("--hall", default="100,500", help="listeners in the hall scenario, comma-separated sizes")
+    # 100 is what make test asserts; 500 is the hall the issue asks for, which needs more cores than
+    # two at TIME_SCALE=300; at 60 it has the refresh rate of 100 at 300 (docs/performance.md section 5).
+    parser.add_argument(
+        "--hall", default="100,500,500@60", help="hall scenarios: listeners[@TIME_SCALE], comma-separated"
+    )
     args = parser.parse_args()
     started = time.monotonic()
 
@@ -68,9 +83,8 @@ def main() -> None:
     progress("4/6 load on the local stack")
     sections.append(("Load on the local stack", load.table(load.measure(args.listeners, args.sessions, progress))))
     print(sections[-1][1], flush=True)
-    sizes = [int(size) for size in str(args.hall).split(",") if size.strip()]
     progress(f"5/6 the hall: {args.hall} listeners from one IP on the template's defaults")
-    sections.append(("The hall", hall_table(sizes, progress)))
+    sections.append(("The hall", hall_table(parse_halls(str(args.hall)), progress)))
     print(sections[-1][1], flush=True)
     progress("6/6 cost model")
     sections.append(("Cost per 1,000 connection-hours", cost.table(cost.rows())))
