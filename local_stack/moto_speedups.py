@@ -1,4 +1,4 @@
-"""Five of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
+"""Six of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
 
 Each was found with py-spy on the hall scenario (100 listeners at TIME_SCALE=300), where the
 emulator's one process and its one GIL carry every connection, function and timer:
@@ -19,6 +19,9 @@ emulator's one process and its one GIL carry every connection, function and time
   it into plain Python and back through boto3's TypeSerializer (a quarter of the audio route's
   read). Those projections keep whole top-level attributes, so here the item's own attributes
   are picked. The same test file checks that an index Query answers the same.
+- Every UpdateItem (and every Update in a transaction) tokenized and parsed its
+  UpdateExpression twice. A hall repeats a handful of expressions, and moto deep-copies the
+  parsed tree before it validates or applies it, so each expression string is parsed once.
 
 What moto computes is unchanged: the same operations, conditions and errors, on the same
 state; tests/unit/test_local_backend.py checks the rollback of a cancelled transaction.
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import inspect
 import json
 import re
 import threading
@@ -39,7 +43,7 @@ _lock = threading.Lock()
 
 
 def install() -> None:
-    """Apply the five patches (idempotent)."""
+    """Apply the six patches (idempotent)."""
     global _installed
     with _lock:
         if _installed:
@@ -49,6 +53,7 @@ def install() -> None:
         _compile_each_json_path_once()
         _dynamodb_answers_as_plain_json()
         _index_projection_picks_attributes()
+        _parse_each_update_expression_once()
         _installed = True
 
 
@@ -216,3 +221,23 @@ def _index_projection_picks_attributes() -> None:
 
     project.original = original  # type: ignore[attr-defined]
     SecondaryIndex.project = project  # type: ignore[method-assign]
+
+
+def _parse_each_update_expression_once() -> None:
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+    from moto.dynamodb.parsing.validators import Validator
+
+    assert "deepcopy(expression)" in inspect.getsource(Validator.__init__), (
+        "moto's Validator no longer copies the tree it validates: a shared parsed tree would be changed"
+    )
+    original = UpdateExpressionParser.make.__func__  # type: ignore[attr-defined]
+    cached = functools.lru_cache(maxsize=1024)(lambda expression: original(UpdateExpressionParser, expression))
+
+    def make(cls: Any, expression_str: str) -> Any:
+        if cls is not UpdateExpressionParser or not isinstance(expression_str, str):
+            return original(cls, expression_str)
+        return cached(expression_str)
+
+    make.original = original  # type: ignore[attr-defined]
+    make.cache = cached  # type: ignore[attr-defined]
+    UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
+import pytest
 
 from local_stack import template as cfn
 from local_stack.aws_backend import REGION, AwsBackend
@@ -282,3 +283,62 @@ def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded:
     assert picked == generic
     assert [sorted(i) for i in picked[0]] == [["connectionId", "sessionId", "targetLanguage"]] * 6
     assert all("dropped" not in i and "kept" in i and "nested" in i for i in picked[1])
+
+
+def test_an_update_expression_parsed_once_applies_afresh_to_every_item(threaded: Any) -> None:
+    # moto_speedups parses each UpdateExpression string once: the shared tree must not carry one
+    # update's values or item into the next (moto copies it before validating and applying).
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    ddb = threaded.ddb
+    sessions = TABLE_NAMES["SessionsTable"]
+    cache = UpdateExpressionParser.make.__func__.cache  # type: ignore[attr-defined]
+    cache.cache_clear()
+    for session in ("a", "b"):
+        ddb.put_item(TableName=sessions, Item={"sessionId": {"S": session}, "languageCounts": {"M": {}}})
+    expression = "ADD listenerCount :n SET languageCounts.#l = if_not_exists(languageCounts.#l, :zero) + :n"
+    for session, language, n in (("a", "es", 1), ("b", "fr", 5), ("a", "es", 2), ("b", "de", -1), ("a", "fr", 3)):
+        ddb.update_item(
+            TableName=sessions,
+            Key={"sessionId": {"S": session}},
+            UpdateExpression=expression,
+            ExpressionAttributeNames={"#l": language},
+            ExpressionAttributeValues={":n": {"N": str(n)}, ":zero": {"N": "0"}},
+        )
+    items = {i["sessionId"]["S"]: i for i in ddb.scan(TableName=sessions)["Items"]}
+    assert items["a"]["listenerCount"] == {"N": "6"}
+    assert items["a"]["languageCounts"] == {"M": {"es": {"N": "3"}, "fr": {"N": "3"}}}
+    assert items["b"]["listenerCount"] == {"N": "4"}
+    assert items["b"]["languageCounts"] == {"M": {"fr": {"N": "5"}, "de": {"N": "-1"}}}
+    assert cache.cache_info().misses == 1  # parsed once, used for all five
+    # AND an expression moto refuses is still refused every time (a failed parse is not kept)
+    for _ in range(2):
+        with pytest.raises(ddb.exceptions.ClientError, match="ValidationException"):
+            ddb.update_item(TableName=sessions, Key={"sessionId": {"S": "a"}}, UpdateExpression="SET = nonsense")
+
+
+def test_the_functions_process_sends_moto_unsigned_requests_and_moto_still_answers(threaded: Any) -> None:
+    # The functions process skips SigV4 for the handlers' requests (moto checks no signature):
+    # requests must go out without Authorization, and moto must still find the same tables.
+    import boto3
+
+    from local_stack.functions import _requests_to_moto_unsigned
+
+    seen: list[dict[str, str]] = []
+    handler = _requests_to_moto_unsigned()
+    try:
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        ddb.meta.events.register("before-send", lambda request, **_: seen.append(dict(request.headers)))
+        sessions = TABLE_NAMES["SessionsTable"]
+        ddb.put_item(TableName=sessions, Item={"sessionId": {"S": "unsigned"}})
+        assert ddb.get_item(TableName=sessions, Key={"sessionId": {"S": "unsigned"}})["Item"]
+        # AND a signed client (as the tests use) sees what the unsigned one wrote: one account, one region
+        assert threaded.ddb.get_item(TableName=sessions, Key={"sessionId": {"S": "unsigned"}})["Item"]
+    finally:
+        assert boto3.DEFAULT_SESSION is not None
+        boto3.DEFAULT_SESSION.events.unregister("choose-signer", handler)
+    assert len(seen) == 2
+    assert all("Authorization" not in headers for headers in seen)
