@@ -143,8 +143,11 @@ async def run_hall(
     for listener in audience:
         await listener.close()
     closed = time.monotonic()
-    # The counts converge once every $disconnect (or, for a lost one, the timer's 410) is in.
-    while time.monotonic() - closed < 60:
+    # The counts converge once every $disconnect (or, for a lost one, the timer's 410) is in:
+    # at the latest the timer's sweep after the 2-hour cut (60 s real at TIME_SCALE=300, but
+    # more at a slower scale: the audio has stopped, so no frame's 410 comes sooner).
+    settle = max(60.0, timing.real(7200) + 10)
+    while time.monotonic() - closed < settle:
         report.listener_count = listener_count(stack, speaker.session_id)
         report.left_behind = listener_records(stack, speaker.session_id)
         report.listener_records = len(report.left_behind)
