@@ -18,6 +18,7 @@ from typing import Any
 import websockets
 
 from local_stack import tokens
+from local_stack.hall import listener_records
 from local_stack.process import NO_IP_LIMITS, LocalStackProcess
 
 
@@ -90,11 +91,7 @@ async def connect_many(url: str, count: int, limit: int = 50) -> list[Client]:
 def count_check(stack: LocalStackProcess, session_id: str) -> tuple[bool, str]:
     """listenerCount against the live listener records, and records that belong to no live connection."""
     session = next(s for s in stack.table_items("SessionsTable") if s["sessionId"] == session_id)
-    listeners = [
-        c
-        for c in stack.table_items("ConnectionsTable")
-        if c.get("sessionId") == session_id and c.get("role") == "listener"
-    ]
+    listeners = listener_records(stack, session_id)
     ok = session["listenerCount"] == len(listeners) and sum(session["languageCounts"].values()) == len(listeners)
     return ok, f"listenerCount {session['listenerCount']} = {len(listeners)} listener records" + (
         "" if ok else " MISMATCH"
@@ -184,21 +181,14 @@ async def run_scenarios(stack: LocalStackProcess, listeners: int, sessions: int,
             if " $disconnect " in line and line.rstrip().endswith("ms")
         ]
 
-    def listener_records() -> list[dict[str, Any]]:
-        return [
-            c
-            for c in stack.table_items("ConnectionsTable")
-            if c.get("sessionId") == session_id and c.get("role") == "listener"
-        ]
-
     deadline = time.monotonic() + 60
     while len(disconnects_handled()) < listeners and time.monotonic() < deadline:
         await asyncio.sleep(0.25)
-    left_by_disconnects = len(listener_records())
+    left_by_disconnects = len(listener_records(stack, session_id))
     # A $disconnect that lost every conflict retry leaves its record; the speaker's next frames
     # meet a 410 from it and forget it then (as in a hall, where the talk goes on).
     seq, deadline = 1, time.monotonic() + 120
-    while (remaining := listener_records()) and time.monotonic() < deadline:
+    while (remaining := listener_records(stack, session_id)) and time.monotonic() < deadline:
         seq += 1
         await speaker.ws.send(json.dumps({"action": "sendAudio", "seq": seq, "audio": "AAAA"}))
         await asyncio.sleep(0.2)
