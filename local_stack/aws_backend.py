@@ -179,6 +179,7 @@ class AwsBackend:
             window = aws_faults.TRANSACTION_SECONDS / self.time_scale
             aws_faults.install(aws_faults.DynamoContention(self.key_attributes(), transaction_seconds=window))
             aws_faults.install_throttling(aws_faults.Throttling(aws_faults.fault_rate_from_environment()))
+            aws_faults.install_concurrency(aws_faults.LambdaConcurrency(self.reserved_concurrency(), self.time_scale))
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         ddb = boto3.client("dynamodb", region_name=REGION)
@@ -187,7 +188,9 @@ class AwsBackend:
         # one lock for every timer invocation made notices queue behind each other (late
         # enough, with a whole hall's timers due together, to set off clients' fallback refreshes).
         self._bridge = LambdaBridge(
-            {self.function_arn(f): _lazy(h) for f, h in self.functions.items()}, lock=contextlib.nullcontext()
+            {self.function_arn(f): _lazy(h) for f, h in self.functions.items()},
+            lock=contextlib.nullcontext(),
+            names={self.function_arn(f): f for f in self.functions},
         ).install()
         sfn = boto3.client("stepfunctions", region_name=REGION)
         for logical_id, props in cfn.resources_of(self.template, "AWS::Serverless::StateMachine").items():
@@ -230,10 +233,44 @@ class AwsBackend:
         _scale_waits(None)
         aws_faults.install(None)
         aws_faults.install_throttling(None)
+        aws_faults.install_concurrency(None)
         if self._bridge:
             self._bridge.uninstall()
         if self._mock:
             self._mock.stop()
+
+    def condition(self, name: str) -> bool:
+        """One of the template's Conditions, with the parameters this stack was given."""
+        return self._holds(self.template.get("Conditions", {})[name])
+
+    def _holds(self, expression: dict[str, Any]) -> bool:
+        ((function, arguments),) = expression.items()
+        if function == "Condition":
+            return self.condition(arguments)
+        if function == "Fn::Equals":
+            left, right = (self.resolve(argument, {}) for argument in arguments)
+            return left == right
+        if function == "Fn::Not":
+            return not self._holds(arguments[0])
+        if function == "Fn::And":
+            return all(self._holds(argument) for argument in arguments)
+        if function == "Fn::Or":
+            return any(self._holds(argument) for argument in arguments)
+        raise ValueError(f"cannot evaluate condition {expression!r} locally")
+
+    def reserved_concurrency(self) -> dict[str, int]:
+        """Each function's ReservedConcurrentExecutions as `sam deploy` would set it with these
+        parameters (an `!If` on a condition resolved; a function without one is left out)."""
+        found: dict[str, int] = {}
+        for logical_id, props in cfn.resources_of(self.template, "AWS::Serverless::Function").items():
+            value = props.get("ReservedConcurrentExecutions")
+            if isinstance(value, dict) and "Fn::If" in value:
+                name, when_true, when_false = value["Fn::If"]
+                value = when_true if self.condition(name) else when_false
+            if value is None or value == {"Ref": "AWS::NoValue"}:
+                continue
+            found[logical_id] = int(self.resolve(value, {}))
+        return found
 
     def resolve(self, value: Any, extra: dict[str, str]) -> str:
         """A template value (a literal, !Ref, !Sub or !GetAtt X.Arn) as a string, for environment variables."""

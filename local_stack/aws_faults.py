@@ -230,3 +230,76 @@ def fault_rate_from_environment() -> float:
         return max(0.0, min(1.0, float(os.environ.get("LOCAL_STACK_FAULT_RATE", "0") or 0)))
     except ValueError:
         return 0.0
+
+
+class LambdaConcurrency:
+    """Lambda's reserved concurrency: a function's invocation beyond its `ReservedConcurrentExecutions`
+    in flight is refused with `TooManyRequestsException` (429) before its handler runs.
+
+    What the caller then sees is AWS's: API Gateway answers a throttled integration as a failed one
+    (a message route's client gets `Internal server error`, a `$connect` handshake 500), a
+    throttled `$disconnect` is lost, and Step Functions' Lambda task fails with
+    `Lambda.TooManyRequestsException` for its Retry to catch. An invocation is in flight here from
+    the moment it is accepted until its handler returns, its wait for a thread included.
+
+    At `TIME_SCALE=N` the limit is N times the template's. Concurrency is arrivals per second
+    times duration: compressed time brings the timers' notices, the clients' heartbeats and
+    refreshes N times as often, but a handler takes as long as it does on AWS (longer: here it
+    shares a CPU). So N times AWS's concurrency is in flight here for the same traffic, and the
+    template's own limit would throttle heartbeats that Lambda runs a few at a time. At
+    `TIME_SCALE=1` (`make local`'s default) the limit is the template's.
+    """
+
+    def __init__(self, limits: dict[str, int], time_scale: float = 1.0) -> None:
+        self.limits = dict(limits)  # function logical id -> its reserved concurrency (absent: unlimited)
+        self.time_scale = max(1.0, time_scale)
+        self.in_flight: dict[str, int] = {}
+        self.peak: dict[str, int] = {}  # the most in flight at once, per function
+        self.throttled: dict[str, int] = {}  # invocations refused, per function
+        self._lock = threading.Lock()
+
+    def enter(self, function: str) -> bool:
+        """Count one invocation of `function` in flight; False (and nothing counted) when it is throttled."""
+        with self._lock:
+            now = self.in_flight.get(function, 0)
+            limit = self.limits.get(function)
+            if limit is not None and now >= int(limit * self.time_scale):
+                self.throttled[function] = self.throttled.get(function, 0) + 1
+                return False
+            self.in_flight[function] = now + 1
+            self.peak[function] = max(self.peak.get(function, 0), now + 1)
+            return True
+
+    def effective_limits(self) -> dict[str, int]:
+        """Each function's limit here: its reserved concurrency times the time scale."""
+        return {function: int(limit * self.time_scale) for function, limit in sorted(self.limits.items())}
+
+    def leave(self, function: str) -> None:
+        with self._lock:
+            self.in_flight[function] -= 1
+
+
+CONCURRENCY: LambdaConcurrency | None = None
+THROTTLED_MESSAGE = "Rate Exceeded."  # Lambda's own message for TooManyRequestsException
+
+
+def install_concurrency(concurrency: LambdaConcurrency | None) -> None:
+    """Hold every invocation in the functions process to its reserved concurrency (None: unlimited)."""
+    global CONCURRENCY
+    CONCURRENCY = concurrency
+
+
+@contextlib.contextmanager
+def invocation(function: str) -> Iterator[bool]:
+    """Around one invocation of `function`: yields False when Lambda would throttle it (run nothing then)."""
+    concurrency = CONCURRENCY
+    if concurrency is None:
+        yield True
+        return
+    if not concurrency.enter(function):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        concurrency.leave(function)

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from local_stack import aws_faults
 from local_stack.aws_backend import MOTO_LOCK, AwsBackend, resolve_handler
 
 FUNCTION_THREADS = 100  # concurrent invocations per function (Lambda's own limit is the account's: 1,000)
@@ -90,6 +91,7 @@ class Functions:
         self._pools_lock = threading.Lock()
         self._handlers: dict[str, Any] = {}
         self._moto_app: Any = None
+        self._function_of = {spec: logical_id for logical_id, spec in backend.functions.items()}
 
     def now(self) -> float:
         """The front door's emulated clock: the same start and scale."""
@@ -135,6 +137,7 @@ class Functions:
 
     def op_invoke(self, spec: str, event: dict[str, Any]) -> dict[str, Any]:
         handler = self._handler(spec)
+        function = self._function_of.get(spec, spec)
 
         def call() -> dict[str, Any]:
             started = time.perf_counter()
@@ -148,7 +151,15 @@ class Functions:
                     "millis": (time.perf_counter() - started) * 1000,
                 }
 
-        return self._pool(spec).submit(call).result()
+        # In flight from here until it returns, its wait for a thread included (aws_faults.LambdaConcurrency).
+        with aws_faults.invocation(function) as admitted:
+            if not admitted:
+                return {
+                    "errorType": "TooManyRequestsException",
+                    "errorMessage": aws_faults.THROTTLED_MESSAGE,
+                    "millis": 0.0,
+                }
+            return self._pool(spec).submit(call).result()
 
     def op_table(self, logical_id: str) -> dict[str, Any]:
         """Local only: every item of a template table."""
@@ -175,14 +186,17 @@ class Functions:
         return {"connections": sorted(seed.CONNECTIONS), "session": seed.SESSION_ID}
 
     def op_faults(self) -> dict[str, Any]:
-        from local_stack import aws_faults
-
-        contention, throttling = aws_faults.ACTIVE, aws_faults.THROTTLING
+        contention, throttling, concurrency = aws_faults.ACTIVE, aws_faults.THROTTLING, aws_faults.CONCURRENCY
         return {
             "transactionConflicts": contention.transaction_conflicts if contention else 0,
             "writeConflicts": contention.write_conflicts if contention else 0,
             "stepFunctionsThrottled": sum(b.refused for b in throttling.buckets.values()) if throttling else 0,
             "injectedFaults": throttling.injected if throttling else 0,
+            # per function: invocations refused beyond its reserved concurrency, and the most in flight at once
+            "lambdaThrottled": dict(sorted(concurrency.throttled.items())) if concurrency else {},
+            "lambdaPeakConcurrency": dict(sorted(concurrency.peak.items())) if concurrency else {},
+            # the template's reserved concurrency, times TIME_SCALE (aws_faults.LambdaConcurrency)
+            "lambdaConcurrencyLimits": concurrency.effective_limits() if concurrency else {},
         }
 
     def op_aws(self, method: str, target: str, headers: dict[str, str], body: str) -> dict[str, Any]:

@@ -37,6 +37,9 @@ class HallReport:
     reconnects: int = 0
     internal_errors: int = 0
     conflicts_retried: int = 0
+    lambda_throttled: int = 0  # invocations refused beyond a function's reserved concurrency
+    # the function whose peak came closest to its limit (reserved concurrency times TIME_SCALE): "Name peak/limit"
+    lambda_closest: str = "-"
     listener_count: int = -1
     listener_records: int = -1
     left_behind: list[str] = field(default_factory=list)  # listener records still there at the end
@@ -138,7 +141,14 @@ async def run_hall(
     report.rate_limited = sum(listener.stats.rate_limited for listener in audience)
     report.reconnects = sum(listener.stats.reconnects for listener in audience)
     report.internal_errors = len(stack.log_lines("status=500")) + len(stack.log_lines("error="))
-    report.conflicts_retried = stack.local_api("/_local/faults")["transactionConflicts"]
+    faults = stack.local_api("/_local/faults")
+    report.conflicts_retried = faults["transactionConflicts"]
+    report.lambda_throttled = sum(faults["lambdaThrottled"].values())
+    reserved, peaks = faults["lambdaConcurrencyLimits"], faults["lambdaPeakConcurrency"]
+    if peaks and reserved:
+        closest = max((f for f in peaks if f in reserved), key=lambda f: peaks[f] / reserved[f], default=None)
+        if closest is not None:
+            report.lambda_closest = f"{closest.removesuffix('Function')} {peaks[closest]}/{reserved[closest]}"
 
     for listener in audience:
         await listener.close()
@@ -183,14 +193,16 @@ def table(reports: list[tuple[str, HallReport]]) -> str:
     lines = [
         "| hall | listeners joined | join p50 / p95 / p99 (s) | frames sent | lost | refreshes each (min) "
         "| refused handshakes retried | RATE_LIMIT_EXCEEDED | INTERNAL_ERROR | conflicts retried "
+        "| Lambda throttled | nearest its concurrency limit (peak/limit) "
         "| counts right after close (s) | emulator's functions process, cores: mean / busiest 5 s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in reports:
         lines.append(
             f"| {name} | {r.joined}/{r.listeners} | {r.percentile(0.5):.2f} / {r.percentile(0.95):.2f} / "
             f"{r.percentile(0.99):.2f} | {r.frames_sent} | {r.lost} | {r.refreshes_min} | {r.handshake_retries} "
-            f"| {r.rate_limited} | {r.internal_errors} | {r.conflicts_retried} | {r.seconds_until_counts_right:.1f} "
+            f"| {r.rate_limited} | {r.internal_errors} | {r.conflicts_retried} | {r.lambda_throttled} "
+            f"| {r.lambda_closest} | {r.seconds_until_counts_right:.1f} "
             f"| {r.functions_cores_mean:.2f} / {r.functions_cores_peak:.2f} |"
         )
     return "\n".join(lines)

@@ -42,6 +42,7 @@ def test_hall_one_ip_joins_lives_through_three_refreshes_and_loses_nothing(fault
     assert report.handshake_retries == 0
     assert report.rate_limited == 0
     assert report.internal_errors == 0
+    assert report.lambda_throttled == 0  # every function within its reserved concurrency
     assert (report.lost, report.duplicated) == (0, 0), report.lost_detail
     # AND after everyone left, the counts converged to the live records: none
     assert (report.listener_count, report.listener_records) == (0, 0), report.left_behind

@@ -375,3 +375,49 @@ def test_local_stack_lost_disconnect_converges_through_the_timers_410() -> None:
         assert lossy.log_lines("LOST (emulated)")
     finally:
         lossy.stop()
+
+
+def test_local_stack_throttles_a_function_beyond_its_reserved_concurrency(tmp_path: Path) -> None:
+    # GIVEN a copy of template.yaml whose JoinSessionFunction may run 2 at once (a join's reply
+    # waits about 2 s for the audio routes, so 3 joins sent together are in flight together)
+    lines = (ROOT / "template.yaml").read_text().splitlines()
+    start = lines.index("  JoinSessionFunction:")
+    (at,) = [i for i in range(start, start + 30) if "ReservedConcurrentExecutions:" in lines[i]][:1]
+    lines[at] = "      ReservedConcurrentExecutions: 2"
+    copy = tmp_path / "template.yaml"
+    copy.write_text("\n".join(lines) + "\n")
+    shutil.copytree(ROOT / "statemachines", tmp_path / "statemachines")
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    limited = LocalStackProcess(template=copy, params=NO_IP_LIMITS)
+    try:
+
+        async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+            speaker, session_id = await speaker_and_session(limited.url)
+            listeners = [await Wire.open(limited.url) for _ in range(3)]
+            join = {"action": "joinSession", "sessionId": session_id, "targetLanguage": "fr"}
+            # WHEN the three join at once
+            replies = await asyncio.gather(*(listener.call(join) for listener in listeners))
+            status = await speaker.call({"action": "getSessionStatus"}, "sessionStatus")
+            # and the refused one tries again once the others are done
+            refused = [listener for listener, reply in zip(listeners, replies, strict=True) if "type" not in reply]
+            again = await refused[0].call(join) if refused else {}
+            for wire in [*listeners, speaker]:
+                await wire.close()
+            return replies, status, again
+
+        replies, status, again = run(scenario())
+        # THEN Lambda refuses the third before it runs, and API Gateway answers it as a failed integration
+        assert sorted(reply.get("type", reply.get("message")) for reply in replies) == [
+            "Internal server error",
+            "sessionJoined",
+            "sessionJoined",
+        ]
+        assert status["listenerCount"] == 2  # the throttled join changed nothing
+        assert again["type"] == "sessionJoined"
+        faults = limited.local_api("/_local/faults")
+        assert faults["lambdaThrottled"] == {"JoinSessionFunction": 1}
+        assert faults["lambdaPeakConcurrency"]["JoinSessionFunction"] == 2
+        assert limited.log_lines("joinSession")[0]  # the invocations are logged...
+        assert len(limited.log_lines("error=TooManyRequestsException")) == 1  # ...the throttle as an error
+    finally:
+        limited.stop()

@@ -342,3 +342,41 @@ def test_the_functions_process_sends_moto_unsigned_requests_and_moto_still_answe
         boto3.DEFAULT_SESSION.events.unregister("choose-signer", handler)
     assert len(seen) == 2
     assert all("Authorization" not in headers for headers in seen)
+
+
+def test_reserved_concurrency_is_the_templates_under_its_condition() -> None:
+    functions = cfn.resources_of(cfn.load(), "AWS::Serverless::Function")
+    reserved = AwsBackend(cfn.TEMPLATE, stack_name="reserved").reserved_concurrency()
+    # Every function reserves its own, as template.yaml says when ReserveConcurrency is "true" (the default)
+    assert set(reserved) == set(functions)
+    for logical_id, props in functions.items():
+        assert reserved[logical_id] == props["ReservedConcurrentExecutions"]["Fn::If"][1]
+    assert reserved["DisconnectFunction"] == 50
+    assert AwsBackend(cfn.TEMPLATE, parameters={"ReserveConcurrency": "false"}).reserved_concurrency() == {}
+
+
+def test_lambda_concurrency_refuses_beyond_the_limit_and_frees_a_slot_when_one_returns() -> None:
+    from local_stack import aws_faults
+
+    concurrency = aws_faults.LambdaConcurrency({"Limited": 2})
+    aws_faults.install_concurrency(concurrency)
+    try:
+        with (
+            aws_faults.invocation("Limited") as first,
+            aws_faults.invocation("Limited") as second,
+            aws_faults.invocation("Limited") as third,
+            aws_faults.invocation("Other") as unlimited,
+        ):
+            assert (first, second, third, unlimited) == (True, True, False, True)
+        with aws_faults.invocation("Limited") as after:  # both returned: room again
+            assert after
+        with pytest.raises(RuntimeError), aws_faults.invocation("Limited"):
+            raise RuntimeError("a handler that fails still leaves")
+        assert concurrency.in_flight == {"Limited": 0, "Other": 0}
+        assert concurrency.throttled == {"Limited": 1}
+        assert concurrency.peak == {"Limited": 2, "Other": 1}
+        # At TIME_SCALE=3 three times as many arrive for the same traffic: three times the room
+        scaled = aws_faults.LambdaConcurrency({"Limited": 2}, time_scale=3)
+        assert [scaled.enter("Limited") for _ in range(7)] == [True] * 6 + [False]
+    finally:
+        aws_faults.install_concurrency(None)

@@ -178,6 +178,36 @@ def test_timer_notifier_error_is_retried(engine: Any, monkeypatch: pytest.Monkey
     assert calls["n"] == 4  # the failed notice, the notice, the warning, the sweep after the cut
 
 
+def test_timer_notice_throttled_by_lambda_is_retried(engine: Any) -> None:
+    # GIVEN the notifier at its reserved concurrency when the first notice falls due
+    from local_stack import aws_faults
+
+    sfn, management, _bridge = engine
+    concurrency = aws_faults.LambdaConcurrency({NOTIFIER_ARN: 1})
+    concurrency.in_flight[NOTIFIER_ARN] = 1  # another invocation holds the only slot
+    aws_faults.install_concurrency(concurrency)
+    try:
+        Driver().connect("lst-1")
+        arn = timer.execution_arn(timer.execution_name("lst-1"))
+        deadline = time.monotonic() + 10
+        while not concurrency.throttled and time.monotonic() < deadline:
+            time.sleep(0.02)
+        concurrency.leave(NOTIFIER_ARN)  # that invocation returns
+        described = wait_for_end(sfn, arn, timeout=20)
+    finally:
+        aws_faults.install_concurrency(None)
+    # THEN Step Functions saw Lambda.TooManyRequestsException, retried, and every notice arrived
+    failures = [
+        e["taskFailedEventDetails"]["error"]
+        for e in sfn.get_execution_history(executionArn=arn)["events"]
+        if e["type"] == "TaskFailed"
+    ]
+    assert failures == ["Lambda.TooManyRequestsException"]
+    assert concurrency.throttled == {NOTIFIER_ARN: 1}
+    assert described["status"] == "SUCCEEDED"
+    assert [kind for _, _, kind in management.arrivals] == ["connectionRefreshRequired", "connectionWarning"]
+
+
 def test_timer_speaker_grace_ends_session_when_speaker_does_not_return(
     engine: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
