@@ -19,7 +19,7 @@ def hall_table(halls: list[tuple[int, float]], progress: Any) -> str:
     """Each (listeners, TIME_SCALE) hall on defaults, then with lost $disconnects and faults (local_stack/hall.py)."""
     import asyncio
 
-    from local_stack.hall import run_hall, table
+    from local_stack.hall import ENVIRONMENT, run_hall, table
     from local_stack.process import LocalStackProcess
 
     reports = []
@@ -33,7 +33,7 @@ def hall_table(halls: list[tuple[int, float]], progress: Any) -> str:
         ):
             label = f"{listeners} at TIME_SCALE={time_scale:g}, {name}"
             progress(f"  hall of {label}")
-            stack = LocalStackProcess(time_scale=time_scale, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
+            stack = LocalStackProcess(time_scale=time_scale, extra_env={**ENVIRONMENT, **faults})
             try:
                 # Joins over 50 s: a QR code scanned over most of the minute the issue allows.
                 report = asyncio.run(run_hall(stack, listeners, cycles=3, time_scale=time_scale, join_over=50))

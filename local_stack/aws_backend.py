@@ -179,7 +179,9 @@ class AwsBackend:
             window = aws_faults.TRANSACTION_SECONDS / self.time_scale
             aws_faults.install(aws_faults.DynamoContention(self.key_attributes(), transaction_seconds=window))
             aws_faults.install_throttling(aws_faults.Throttling(aws_faults.fault_rate_from_environment()))
-            aws_faults.install_concurrency(aws_faults.LambdaConcurrency(self.reserved_concurrency(), self.time_scale))
+            if aws_faults.concurrency_by_environment():
+                limits = self.reserved_concurrency()
+                aws_faults.install_concurrency(aws_faults.LambdaConcurrency(limits, self.time_scale))
         self._mock = mock_aws(config={"stepfunctions": {"execute_state_machine": True}})
         self._mock.start()
         ddb = boto3.client("dynamodb", region_name=REGION)

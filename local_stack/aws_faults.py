@@ -280,6 +280,20 @@ class LambdaConcurrency:
 
 
 CONCURRENCY: LambdaConcurrency | None = None
+CONCURRENCY_SWITCH = "LOCAL_STACK_LAMBDA_CONCURRENCY"
+
+
+def concurrency_by_environment() -> bool:
+    """LOCAL_STACK_LAMBDA_CONCURRENCY=on holds each function to its reserved concurrency (default off).
+
+    Off by default, unlike the other failure modes, because what it counts is the emulator's
+    concurrency, not Lambda's: every invocation here shares two cores and queues for them, so a
+    burst (500 handshakes at once, say) stays in flight many times longer than on Lambda and would
+    be refused where AWS serves it. The hall (`make test`, `make bench`) turns it on to show the
+    template's reservations hold a hall's traffic."""
+    return os.environ.get(CONCURRENCY_SWITCH, "off").lower() in ("on", "1", "true", "yes")
+
+
 THROTTLED_MESSAGE = "Rate Exceeded."  # Lambda's own message for TooManyRequestsException
 
 

@@ -19,6 +19,9 @@ from local_stack import tokens
 from local_stack.process import LocalStackProcess
 
 LANGUAGES = ("es", "fr", "de", "it", "pt")
+# The hall's stack: quiet logs, and each function held to its reserved concurrency (off by
+# default in the local stack: aws_faults.concurrency_by_environment says why).
+ENVIRONMENT = {"POWERTOOLS_LOG_LEVEL": "ERROR", "LOCAL_STACK_LAMBDA_CONCURRENCY": "on"}
 
 
 @dataclass

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from local_stack import hall
 from local_stack.hall import run_hall
 from local_stack.process import LocalStackProcess
 
@@ -29,7 +30,7 @@ def test_hall_one_ip_joins_lives_through_three_refreshes_and_loses_nothing(fault
     # GIVEN the template's defaults (no PARAMS: rate limits on, grace period on), one source IP,
     # transaction conflicts and throttling emulated (and, in the second run, lost $disconnects
     # and 1% injected faults)
-    stack = LocalStackProcess(time_scale=TIME_SCALE, extra_env={"POWERTOOLS_LOG_LEVEL": "ERROR", **faults})
+    stack = LocalStackProcess(time_scale=TIME_SCALE, extra_env={**hall.ENVIRONMENT, **faults})
     try:
         report = asyncio.run(run_hall(stack, LISTENERS, cycles=3, time_scale=TIME_SCALE, join_over=20))
     finally:

@@ -388,7 +388,7 @@ def test_local_stack_throttles_a_function_beyond_its_reserved_concurrency(tmp_pa
     copy.write_text("\n".join(lines) + "\n")
     shutil.copytree(ROOT / "statemachines", tmp_path / "statemachines")
     (tmp_path / "src").symlink_to(ROOT / "src")
-    limited = LocalStackProcess(template=copy, params=NO_IP_LIMITS)
+    limited = LocalStackProcess(template=copy, params=NO_IP_LIMITS, extra_env={"LOCAL_STACK_LAMBDA_CONCURRENCY": "on"})
     try:
 
         async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
