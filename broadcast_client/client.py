@@ -32,6 +32,13 @@ TokenProvider = Callable[[], str | Awaitable[str]]
 HANDSHAKE_ATTEMPTS = 8
 MAX_HANDSHAKE_BACKOFF = 5.0
 RATE_LIMIT_ATTEMPTS = 4
+# What API Gateway itself sends when a route's integration failed or Lambda throttled it: no
+# `type`, not a protocol message (docs/protocol.md, "API Gateway's own answers").
+GATEWAY_ERROR = "Internal server error"
+# Retries after it: a throttled join waits for one of the ~2 s joins in flight to end, so the
+# backoff grows from 0.5 s to 5 s (full jitter; up to about 17 s over the 6 attempts in all).
+GATEWAY_ATTEMPTS = 6
+GATEWAY_BACKOFF = 0.5
 
 
 class SessionError(Exception):
@@ -111,6 +118,7 @@ class ClientStats:
     latest_notice: float = 0.0  # the most real seconds from a connection's open to its refresh notice
     handshake_retries: int = 0  # handshakes refused with 429, retried with backoff and jitter
     rate_limited: int = 0  # RATE_LIMIT_EXCEEDED answers waited out
+    gateway_errors: int = 0  # requests API Gateway answered with "Internal server error", retried
     # What happened on the wire around each listener handover, before the reorder buffer: frames
     # newer than any seen when the refresh began, up to the old connection's last, by where they arrived.
     handover_both: int = 0
@@ -154,6 +162,23 @@ class _Link:
 
     def _resolve(self, message: dict[str, Any]) -> bool:
         kind = message.get("type")
+        if kind is None and message.get("message") == GATEWAY_ERROR:
+            # API Gateway names no action: it answers the oldest request still waiting (a link
+            # has one at a time but for a rare status poll).
+            for entry in self._waiters:
+                if not entry[2].done():
+                    self._waiters.remove(entry)
+                    entry[2].set_result(
+                        {
+                            "type": "error",
+                            "code": "INTERNAL_ERROR",
+                            "message": GATEWAY_ERROR,
+                            "action": entry[1],
+                            "gateway": True,
+                        }
+                    )
+                    return True
+            return False
         for entry in self._waiters:
             types, action, future = entry
             if future.done():
@@ -305,17 +330,31 @@ class _Participant:
         raise AssertionError("unreachable")
 
     async def _request_honouring_limits(self, link: _Link, payload: dict[str, Any], *types: str) -> dict[str, Any]:
-        """`link.request`, waiting `retryAfterSeconds` (with jitter) on RATE_LIMIT_EXCEEDED, a few times."""
-        for attempt in range(RATE_LIMIT_ATTEMPTS):
+        """`link.request`, a few times: after RATE_LIMIT_EXCEEDED it waits `retryAfterSeconds` (with
+        jitter); after API Gateway's own `Internal server error` (Lambda throttled the route, or its
+        handler failed) it backs off exponentially with full jitter. A throttled request never ran,
+        so sending it again is safe; a join whose handler failed after it was recorded is answered
+        INVALID_PARAMETERS the second time, not counted twice."""
+        limited = failed = 0
+        while True:
             try:
                 return await link.request(payload, *types)
             except SessionError as exc:
-                if exc.code != "RATE_LIMIT_EXCEEDED" or attempt == RATE_LIMIT_ATTEMPTS - 1:
+                if exc.reply.get("gateway"):
+                    failed += 1
+                    if failed == GATEWAY_ATTEMPTS:
+                        raise
+                    self.stats.gateway_errors += 1
+                    await asyncio.sleep(
+                        random.uniform(0, min(MAX_HANDSHAKE_BACKOFF, GATEWAY_BACKOFF * 2 ** (failed - 1)))
+                    )
+                    continue
+                limited += 1
+                if exc.code != "RATE_LIMIT_EXCEEDED" or limited == RATE_LIMIT_ATTEMPTS:
                     raise
                 self.stats.rate_limited += 1
                 wait = float(exc.reply.get("retryAfterSeconds") or 1)
                 await asyncio.sleep(self.timing.real(wait) * (1 + random.random() / 4))
-        raise AssertionError("unreachable")
 
     async def _watch(self, link: _Link) -> None:
         await link.reader

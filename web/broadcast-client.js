@@ -17,6 +17,10 @@ import { ReorderBuffer } from "./lib/reorder-buffer.js";
 export const AUDIO_FORMAT = "pcm_s16le/16000/1";
 const FATAL_CODES = new Set(["SESSION_NOT_FOUND", "FORBIDDEN", "UNAUTHORIZED", "UNSUPPORTED_LANGUAGE", "INVALID_PARAMETERS"]);
 const OPEN = 1;
+// What API Gateway itself sends when a route's integration failed or Lambda throttled it: no
+// `type`, not a protocol message (docs/protocol.md, "API Gateway's own answers").
+export const GATEWAY_ERROR = "Internal server error";
+const GATEWAY_ATTEMPTS = 6;
 
 /** The service's clock; `timeScale` > 1 for a time-compressed local stack. Durations in service seconds. */
 export function timing(overrides = {}) {
@@ -114,6 +118,13 @@ class Link {
   }
 
   #resolve(message) {
+    if (message.type === undefined && message.message === GATEWAY_ERROR) {
+      // API Gateway names no action: it answers the oldest request still waiting.
+      const waiter = this.waiters.shift();
+      if (!waiter) return false;
+      waiter.resolve({ type: "error", code: "INTERNAL_ERROR", message: GATEWAY_ERROR, action: waiter.action, gateway: true });
+      return true;
+    }
     const index = this.waiters.findIndex(
       (w) => w.types.includes(message.type) || (message.type === "error" && message.action === w.action),
     );
@@ -186,7 +197,14 @@ class Participant extends EventTarget {
     this.sessionId = null;
     this.current = null;
     this.links = new Set();
-    this.stats = { refreshes: 0, reconnects: 0, fallbackRefreshes: 0, refreshNotices: 0, handshakeRetries: 0 };
+    this.stats = {
+      refreshes: 0,
+      reconnects: 0,
+      fallbackRefreshes: 0,
+      refreshNotices: 0,
+      handshakeRetries: 0,
+      gatewayErrors: 0, // requests API Gateway answered with "Internal server error", retried
+    };
     this.closed = false;
     this.refreshing = null;
     this.reconnecting = false;
@@ -240,13 +258,30 @@ class Participant extends EventTarget {
     }
   }
 
-  /** `link.request`, waiting retryAfterSeconds (with jitter) on RATE_LIMIT_EXCEEDED, a few times. */
+  /**
+   * `link.request`, a few times: after RATE_LIMIT_EXCEEDED it waits retryAfterSeconds (with
+   * jitter); after API Gateway's own "Internal server error" (Lambda throttled the route, or its
+   * handler failed) it backs off exponentially with full jitter. A throttled request never ran,
+   * so sending it again is safe.
+   */
   async request(link, payload, ...types) {
-    for (let attempt = 0; ; attempt += 1) {
+    let limited = 0;
+    let failed = 0;
+    for (;;) {
       try {
         return await link.request(payload, types, this.timing.requestTimeout);
       } catch (error) {
-        if (!(error instanceof SessionError) || error.code !== "RATE_LIMIT_EXCEEDED" || attempt >= 3) throw error;
+        if (!(error instanceof SessionError)) throw error;
+        if (error.reply.gateway) {
+          // A throttled join waits for one of the ~2 s joins in flight to end: 0.5 s growing to 5 s.
+          failed += 1;
+          if (failed === GATEWAY_ATTEMPTS) throw error;
+          this.stats.gatewayErrors += 1;
+          await sleep(backoffDelay(failed - 1, { base: 0.5, random: this.random }));
+          continue;
+        }
+        limited += 1;
+        if (error.code !== "RATE_LIMIT_EXCEEDED" || limited === 4) throw error;
         await sleep(this.timing.real(retryAfterDelay(error.reply.retryAfterSeconds, { random: this.random })));
       }
     }

@@ -12,6 +12,7 @@ import pytest
 import websockets
 from botocore.exceptions import ClientError
 
+from broadcast_client import Listener
 from local_stack import tokens
 from local_stack.process import NO_IP_LIMITS, ROOT, LocalStackProcess
 from tests.integration.wire import Wire
@@ -391,7 +392,7 @@ def test_local_stack_throttles_a_function_beyond_its_reserved_concurrency(tmp_pa
     limited = LocalStackProcess(template=copy, params=NO_IP_LIMITS, extra_env={"LOCAL_STACK_LAMBDA_CONCURRENCY": "on"})
     try:
 
-        async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+        async def scenario() -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any], list[int]]:
             speaker, session_id = await speaker_and_session(limited.url)
             listeners = [await Wire.open(limited.url) for _ in range(3)]
             join = {"action": "joinSession", "sessionId": session_id, "targetLanguage": "fr"}
@@ -401,11 +402,18 @@ def test_local_stack_throttles_a_function_beyond_its_reserved_concurrency(tmp_pa
             # and the refused one tries again once the others are done
             refused = [listener for listener, reply in zip(listeners, replies, strict=True) if "type" not in reply]
             again = await refused[0].call(join) if refused else {}
-            for wire in [*listeners, speaker]:
+            for wire in listeners:
                 await wire.close()
-            return replies, status, again
+            # AND four Python clients joining at once all get in, backing off after each refusal
+            clients = [Listener(limited.url, session_id, "de") for _ in range(4)]
+            await asyncio.gather(*(client.connect() for client in clients))
+            retried = [client.stats.gateway_errors for client in clients]
+            for client in clients:
+                await client.close()
+            await speaker.close()
+            return replies, status, again, retried
 
-        replies, status, again = run(scenario())
+        replies, status, again, retried = run(scenario())
         # THEN Lambda refuses the third before it runs, and API Gateway answers it as a failed integration
         assert sorted(reply.get("type", reply.get("message")) for reply in replies) == [
             "Internal server error",
@@ -414,10 +422,10 @@ def test_local_stack_throttles_a_function_beyond_its_reserved_concurrency(tmp_pa
         ]
         assert status["listenerCount"] == 2  # the throttled join changed nothing
         assert again["type"] == "sessionJoined"
+        assert sum(retried) >= 2  # two of the four were refused at least once, and came back
         faults = limited.local_api("/_local/faults")
-        assert faults["lambdaThrottled"] == {"JoinSessionFunction": 1}
+        assert faults["lambdaThrottled"] == {"JoinSessionFunction": 1 + sum(retried)}
         assert faults["lambdaPeakConcurrency"]["JoinSessionFunction"] == 2
-        assert limited.log_lines("joinSession")[0]  # the invocations are logged...
-        assert len(limited.log_lines("error=TooManyRequestsException")) == 1  # ...the throttle as an error
+        assert len(limited.log_lines("error=TooManyRequestsException")) == 1 + sum(retried)  # each logged
     finally:
         limited.stop()

@@ -141,6 +141,40 @@ test("client: refused handshakes are retried with backoff; RATE_LIMIT_EXCEEDED w
   listener.close();
 });
 
+test("client: API Gateway's Internal server error (a throttled join) is retried with backoff", async () => {
+  const gateway = listenerGateway();
+  let throttled = 2;
+  const join = gateway.handlers.joinSession;
+  gateway.handlers.joinSession = (socket, body) => {
+    // What API Gateway sends when Lambda refuses the invocation: no type, no action
+    if (throttled-- > 0) return { message: "Internal server error", connectionId: "c", requestId: "r" };
+    return join(socket, body);
+  };
+  const listener = new Listener("ws://x/live", SESSION, "es", {
+    timing: fast(),
+    WebSocketImpl: gateway.WebSocket,
+    random: () => 0.5,
+  });
+  await listener.connect();
+  assert.equal(listener.state, "live");
+  assert.equal(listener.stats.gatewayErrors, 2);
+  const [socket] = gateway.open();
+  assert.deepEqual(
+    socket.sent.filter((m) => m.action === "joinSession").length,
+    3,
+    "the join was sent again after each Internal server error",
+  );
+  listener.close();
+});
+
+test("client: a sixth Internal server error in a row fails the join", async () => {
+  const gateway = listenerGateway();
+  gateway.handlers.joinSession = () => ({ message: "Internal server error", connectionId: "c", requestId: "r" });
+  const listener = new Listener("ws://x/live", SESSION, "es", { timing: fast(), WebSocketImpl: gateway.WebSocket, random: () => 0 });
+  await assert.rejects(listener.connect(), /INTERNAL_ERROR/);
+  assert.equal(listener.stats.gatewayErrors, 5);
+});
+
 test("client: SESSION_NOT_FOUND on join is failed, with the code as the reason", async () => {
   const gateway = listenerGateway();
   gateway.handlers.joinSession = () => ({ type: "error", code: "SESSION_NOT_FOUND", status: 404, action: "joinSession" });
