@@ -1,4 +1,4 @@
-"""Six of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
+"""Seven of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
 
 Each was found with py-spy on the hall scenario (100 listeners at TIME_SCALE=300), where the
 emulator's one process and its one GIL carry every connection, function and timer:
@@ -22,6 +22,11 @@ emulator's one process and its one GIL carry every connection, function and time
 - Every UpdateItem (and every Update in a transaction) tokenized and parsed its
   UpdateExpression twice. A hall repeats a handful of expressions, and moto deep-copies the
   parsed tree before it validates or applies it, so each expression string is parsed once.
+- A Query on such an index also deep-copied every matching item whole before projecting it,
+  and computed each item's size twice (once to check the 1 MB page, once to add it up), each
+  time walking every attribute. At 500 listeners that was most of the audio route's read (and
+  the route is read once per frame at TIME_SCALE=60 and above). The projection builds new items
+  anyway, so nothing is copied before it, and each item's size is computed once per Query.
 
 What moto computes is unchanged: the same operations, conditions and errors, on the same
 state; tests/unit/test_local_backend.py checks the rollback of a cancelled transaction.
@@ -43,7 +48,7 @@ _lock = threading.Lock()
 
 
 def install() -> None:
-    """Apply the six patches (idempotent)."""
+    """Apply the seven patches (idempotent)."""
     global _installed
     with _lock:
         if _installed:
@@ -54,6 +59,7 @@ def install() -> None:
         _dynamodb_answers_as_plain_json()
         _index_projection_picks_attributes()
         _parse_each_update_expression_once()
+        _index_query_copies_nothing_it_projects()
         _installed = True
 
 
@@ -202,9 +208,11 @@ def _dynamodb_answers_as_plain_json() -> None:
 
 
 def _index_projection_picks_attributes() -> None:
-    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     from moto.dynamodb.models.table import SecondaryIndex
 
+    probe = Item(hash_key=DynamoType({"S": "k"}), range_key=None, attrs={"a": {"S": "v"}})
+    assert set(vars(probe)) == {"hash_key", "range_key", "attrs"}, "moto's Item holds more now: revisit project"
     original = SecondaryIndex.project
 
     @functools.wraps(original)
@@ -215,9 +223,14 @@ def _index_projection_picks_attributes() -> None:
         kept = self.table_key_attrs + [key["AttributeName"] for key in self.schema]
         if projection_type == "INCLUDE":
             kept = kept + self.projection.get("NonKeyAttributes", [])
-        # moto's Query projects copies of the table's items, so their values can be shared.
+        # A new item holding the table item's own attribute values: an answer is written out
+        # under moto's lock, before any request can change them, and nothing writes to it.
         picked = {name: item.attrs[name] for name in dict.fromkeys(kept) if name in item.attrs}
-        return Item(hash_key=item.hash_key, range_key=item.range_key, attrs=picked)
+        projected = Item.__new__(Item)  # Item.__init__ re-wraps and re-measures every value
+        projected.hash_key, projected.range_key = item.hash_key, item.range_key
+        projected.attrs = LimitedSizeDict()
+        dict.update(projected.attrs, picked)  # a subset of an item within the size limit
+        return projected
 
     project.original = original  # type: ignore[attr-defined]
     SecondaryIndex.project = project  # type: ignore[method-assign]
@@ -241,3 +254,60 @@ def _parse_each_update_expression_once() -> None:
     make.original = original  # type: ignore[attr-defined]
     make.cache = cached  # type: ignore[attr-defined]
     UpdateExpressionParser.make = classmethod(make)  # type: ignore[method-assign,assignment]
+
+
+_query = threading.local()  # per thread: `sharing` (an index Query under way) and its item `sizes`
+
+
+def _index_query_copies_nothing_it_projects() -> None:
+    from moto.dynamodb.models import table as table_module
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.dynamodb.models.table import Table
+
+    source = inspect.getsource(Table.query)
+    revisit = "moto's Query no longer copies the matches before projecting them: revisit this patch"
+    assert "results = copy.deepcopy(results)" in source, revisit
+    assert "index.project(r) for r in results" in source, revisit
+    real_copy = table_module.copy
+    original_query, original_size = Table.query, Item.size
+    signature = inspect.signature(original_query)
+
+    class _Copy:
+        """table.py's `copy`: during an index Query that projects, the matches go to the projection uncopied."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_copy, name)
+
+        @staticmethod
+        def deepcopy(value: Any, memo: Any = None) -> Any:
+            if getattr(_query, "sharing", False) and isinstance(value, list):
+                return list(value)
+            return real_copy.deepcopy(value, memo)
+
+    @functools.wraps(original_size)
+    def size(self: Any) -> int:
+        sizes = getattr(_query, "sizes", None)
+        if sizes is None:
+            return original_size(self)
+        found = sizes.get(id(self))
+        if found is None:
+            found = sizes[id(self)] = original_size(self)
+        return found
+
+    @functools.wraps(original_query)
+    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
+        index_name = signature.bind(self, *args, **kwargs).arguments.get("index_name")
+        index = next((i for i in self.all_indexes() if i.name == index_name), None) if index_name else None
+        if index is None or (index.projection or {}).get("ProjectionType") not in ("KEYS_ONLY", "INCLUDE"):
+            return original_query(self, *args, **kwargs)
+        # Within one Query under moto's lock no item changes: its size is the same every time.
+        _query.sharing, _query.sizes = True, {}
+        try:
+            return original_query(self, *args, **kwargs)
+        finally:
+            _query.sharing, _query.sizes = False, None
+
+    table_module.copy = _Copy()  # type: ignore[assignment]
+    Item.size = size  # type: ignore[method-assign]
+    query.original = original_query  # type: ignore[attr-defined]
+    Table.query = query  # type: ignore[method-assign]

@@ -221,8 +221,9 @@ def test_dynamodb_answers_written_as_plain_json_equal_what_the_serializer_writes
 
 def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded: Any) -> None:
     # moto_speedups projects KEYS_ONLY and INCLUDE index items by picking attributes instead of
-    # moto's round trip through plain Python: the same Query must answer the same either way.
-    from moto.dynamodb.models.table import SecondaryIndex
+    # moto's round trip through plain Python, copies no item before projecting it, and measures
+    # each item once per Query: the same Query must answer the same either way, pages included.
+    from moto.dynamodb.models.table import SecondaryIndex, Table
 
     from local_stack import moto_speedups
 
@@ -256,8 +257,34 @@ def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded:
             },
         )
 
+    # Items of 300 KB whose index holds a few bytes of each: moto's 1 MB page counts whole items
+    ddb.create_table(
+        TableName="paged",
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "group")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-group",
+                "KeySchema": [{"AttributeName": "group", "KeyType": "HASH"}],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for i in range(8):
+        ddb.put_item(TableName="paged", Item={"pk": {"S": f"p{i}"}, "group": {"S": "g"}, "blob": {"S": "x" * 300_000}})
+
     def queries() -> list[Any]:
+        paged = ddb.get_paginator("query").paginate(
+            TableName="paged",
+            IndexName="by-group",
+            KeyConditionExpression="#g = :g",
+            ExpressionAttributeNames={"#g": "group"},
+            ExpressionAttributeValues={":g": {"S": "g"}},
+        )
+        pages = [(page["Items"], page.get("LastEvaluatedKey")) for page in paged]
         return [
+            pages,
             ddb.query(
                 TableName=connections,
                 IndexName="sessionId-targetLanguage-index",
@@ -274,15 +301,20 @@ def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded:
         ]
 
     picked = queries()
-    patched = SecondaryIndex.project
+    patched, patched_query = SecondaryIndex.project, Table.query
     SecondaryIndex.project = patched.original  # type: ignore[attr-defined,method-assign]
+    Table.query = patched_query.original  # type: ignore[attr-defined,method-assign]
     try:
         generic = queries()
     finally:
         SecondaryIndex.project = patched  # type: ignore[method-assign]
+        Table.query = patched_query  # type: ignore[method-assign]
     assert picked == generic
-    assert [sorted(i) for i in picked[0]] == [["connectionId", "sessionId", "targetLanguage"]] * 6
-    assert all("dropped" not in i and "kept" in i and "nested" in i for i in picked[1])
+    assert [len(items) for items, _ in picked[0]] == [3, 3, 2]  # 1 MB pages of 300 KB items
+    assert [sorted(i) for i in picked[1]] == [["connectionId", "sessionId", "targetLanguage"]] * 6
+    assert all("dropped" not in i and "kept" in i and "nested" in i for i in picked[2])
+    # AND the table's items are whole after queries that shared their values
+    assert len(ddb.get_item(TableName="paged", Key={"pk": {"S": "p0"}})["Item"]["blob"]["S"]) == 300_000
 
 
 def test_an_update_expression_parsed_once_applies_afresh_to_every_item(threaded: Any) -> None:
