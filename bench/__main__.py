@@ -40,7 +40,17 @@ def hall_table(halls: list[tuple[int, float]], progress: Any) -> str:
                 reports.append((label, report))
             finally:
                 stack.stop()
-    return table(reports)
+    # Who lost what, where a row lost frames: enough to start from without running it again.
+    details = [
+        f"- {label}: "
+        + "; ".join(report.lost_detail[:3])
+        + (f" (and {len(report.lost_detail) - 3} more)" if len(report.lost_detail) > 3 else "")
+        for label, report in reports
+        if report.lost_detail
+    ]
+    return table(reports) + (
+        "\n\nWho lost frames (the first three of each row):\n\n" + "\n".join(details) if details else ""
+    )
 
 
 def parse_halls(text: str) -> list[tuple[int, float]]:
