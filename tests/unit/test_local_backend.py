@@ -219,6 +219,23 @@ def test_dynamodb_answers_written_as_plain_json_equal_what_the_serializer_writes
     assert took_serializer == ["PutItem"] * 6 + ["UpdateItem", "DeleteItem", "PutItem", "GetItem"]
 
 
+def _table_indexed_by_group(ddb: Any, name: str, projection: dict[str, Any]) -> None:
+    """A table keyed by `pk` with a `by-group` index of the given projection."""
+    ddb.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "group")],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-group",
+                "KeySchema": [{"AttributeName": "group", "KeyType": "HASH"}],
+                "Projection": projection,
+            }
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
 def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded: Any) -> None:
     # moto_speedups projects KEYS_ONLY and INCLUDE index items by picking attributes instead of
     # moto's round trip through plain Python, copies no item before projecting it, and measures
@@ -230,19 +247,7 @@ def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded:
     moto_speedups.install()
     ddb = threaded.ddb
     connections = TABLE_NAMES["ConnectionsTable"]
-    ddb.create_table(
-        TableName="included",
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "group")],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-group",
-                "KeySchema": [{"AttributeName": "group", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["kept", "nested"]},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    _table_indexed_by_group(ddb, "included", {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["kept", "nested"]})
     for i in range(6):
         nested = {"resumeBy": {"M": {"a": {"L": [{"N": "1"}, {"S": "x"}]}}}}
         ddb.put_item(TableName=connections, Item={**_listener_item(i, "es" if i % 2 else "fr"), **nested})
@@ -258,19 +263,7 @@ def test_an_index_query_answers_the_same_with_moto_speedups_projection(threaded:
         )
 
     # Items of 300 KB whose index holds a few bytes of each: moto's 1 MB page counts whole items
-    ddb.create_table(
-        TableName="paged",
-        AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"} for n in ("pk", "group")],
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-group",
-                "KeySchema": [{"AttributeName": "group", "KeyType": "HASH"}],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    _table_indexed_by_group(ddb, "paged", {"ProjectionType": "KEYS_ONLY"})
     for i in range(8):
         ddb.put_item(TableName="paged", Item={"pk": {"S": f"p{i}"}, "group": {"S": "g"}, "blob": {"S": "x" * 300_000}})
 
