@@ -251,8 +251,8 @@ class LambdaConcurrency:
     """
 
     def __init__(self, limits: dict[str, int], time_scale: float = 1.0) -> None:
-        self.limits = dict(limits)  # function logical id -> its reserved concurrency (absent: unlimited)
-        self.time_scale = max(1.0, time_scale)
+        # function logical id -> its reserved concurrency times the time scale (absent: unlimited)
+        self.limits = {function: int(limit * max(1.0, time_scale)) for function, limit in sorted(limits.items())}
         self.in_flight: dict[str, int] = {}
         self.peak: dict[str, int] = {}  # the most in flight at once, per function
         self.throttled: dict[str, int] = {}  # invocations refused, per function
@@ -263,16 +263,12 @@ class LambdaConcurrency:
         with self._lock:
             now = self.in_flight.get(function, 0)
             limit = self.limits.get(function)
-            if limit is not None and now >= int(limit * self.time_scale):
+            if limit is not None and now >= limit:
                 self.throttled[function] = self.throttled.get(function, 0) + 1
                 return False
             self.in_flight[function] = now + 1
             self.peak[function] = max(self.peak.get(function, 0), now + 1)
             return True
-
-    def effective_limits(self) -> dict[str, int]:
-        """Each function's limit here: its reserved concurrency times the time scale."""
-        return {function: int(limit * self.time_scale) for function, limit in sorted(self.limits.items())}
 
     def leave(self, function: str) -> None:
         with self._lock:

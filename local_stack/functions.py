@@ -196,7 +196,7 @@ class Functions:
             "lambdaThrottled": dict(sorted(concurrency.throttled.items())) if concurrency else {},
             "lambdaPeakConcurrency": dict(sorted(concurrency.peak.items())) if concurrency else {},
             # the template's reserved concurrency, times TIME_SCALE (aws_faults.LambdaConcurrency)
-            "lambdaConcurrencyLimits": concurrency.effective_limits() if concurrency else {},
+            "lambdaConcurrencyLimits": dict(concurrency.limits) if concurrency else {},
         }
 
     def op_aws(self, method: str, target: str, headers: dict[str, str], body: str) -> dict[str, Any]:

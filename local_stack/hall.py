@@ -147,11 +147,10 @@ async def run_hall(
     faults = stack.local_api("/_local/faults")
     report.conflicts_retried = faults["transactionConflicts"]
     report.lambda_throttled = sum(faults["lambdaThrottled"].values())
-    reserved, peaks = faults["lambdaConcurrencyLimits"], faults["lambdaPeakConcurrency"]
-    if peaks and reserved:
-        closest = max((f for f in peaks if f in reserved), key=lambda f: peaks[f] / reserved[f], default=None)
-        if closest is not None:
-            report.lambda_closest = f"{closest.removesuffix('Function')} {peaks[closest]}/{reserved[closest]}"
+    limits, peaks = faults["lambdaConcurrencyLimits"], faults["lambdaPeakConcurrency"]
+    closest = max((f for f in peaks if f in limits), key=lambda f: peaks[f] / limits[f], default=None)
+    if closest is not None:
+        report.lambda_closest = f"{closest.removesuffix('Function')} {peaks[closest]}/{limits[closest]}"
 
     for listener in audience:
         await listener.close()

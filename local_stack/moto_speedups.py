@@ -207,6 +207,11 @@ def _dynamodb_answers_as_plain_json() -> None:
     DynamoResult.execute_result = execute_result  # type: ignore[method-assign]
 
 
+def _picks_attributes(index: Any) -> bool:
+    """A KEYS_ONLY or INCLUDE index: its projection keeps whole top-level attributes of the item."""
+    return (index.projection or {}).get("ProjectionType") in ("KEYS_ONLY", "INCLUDE")
+
+
 def _index_projection_picks_attributes() -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType, Item, LimitedSizeDict
     from moto.dynamodb.models.table import SecondaryIndex
@@ -217,11 +222,10 @@ def _index_projection_picks_attributes() -> None:
 
     @functools.wraps(original)
     def project(self: Any, item: Any) -> Any:
-        projection_type = (self.projection or {}).get("ProjectionType")
-        if projection_type not in ("KEYS_ONLY", "INCLUDE"):
+        if not _picks_attributes(self):
             return original(self, item)
         kept = self.table_key_attrs + [key["AttributeName"] for key in self.schema]
-        if projection_type == "INCLUDE":
+        if self.projection["ProjectionType"] == "INCLUDE":
             kept = kept + self.projection.get("NonKeyAttributes", [])
         # A new item holding the table item's own attribute values: an answer is written out
         # under moto's lock, before any request can change them, and nothing writes to it.
@@ -298,7 +302,7 @@ def _index_query_copies_nothing_it_projects() -> None:
     def query(self: Any, *args: Any, **kwargs: Any) -> Any:
         index_name = signature.bind(self, *args, **kwargs).arguments.get("index_name")
         index = next((i for i in self.all_indexes() if i.name == index_name), None) if index_name else None
-        if index is None or (index.projection or {}).get("ProjectionType") not in ("KEYS_ONLY", "INCLUDE"):
+        if index is None or not _picks_attributes(index):
             return original_query(self, *args, **kwargs)
         # Within one Query under moto's lock no item changes: its size is the same every time.
         _query.sharing, _query.sizes = True, {}
