@@ -405,3 +405,82 @@ def test_lambda_concurrency_refuses_beyond_the_limit_and_frees_a_slot_when_one_r
         assert [scaled.enter("Limited") for _ in range(7)] == [True] * 6 + [False]
     finally:
         aws_faults.install_concurrency(None)
+
+
+# Update expressions of every kind the backend writes, and ones moto refuses: the patched walk
+# must leave the same items and raise the same errors as moto's own.
+_UPDATES: list[tuple[str, dict[str, str], dict[str, Any], str | None]] = [
+    (
+        "ADD listenerCount :n SET languageCounts.#l = if_not_exists(languageCounts.#l, :zero) + :n",
+        {"#l": "es"},
+        {":n": {"N": "2"}, ":zero": {"N": "0"}},
+        None,
+    ),
+    (
+        "SET #s = :s, endedAt = :t REMOVE speakerGoneAt",
+        {"#s": "status"},
+        {":s": {"S": "ended"}, ":t": {"N": "5"}},
+        None,
+    ),
+    (
+        "SET tags = list_append(if_not_exists(tags, :empty), :tag)",
+        {},
+        {":empty": {"L": []}, ":tag": {"L": [{"S": "a"}]}},
+        None,
+    ),
+    ("ADD members :m", {}, {":m": {"SS": ["x", "y"]}}, None),
+    ("DELETE members :m", {}, {":m": {"SS": ["x"]}}, None),
+    ("SET a = :v, a = :v", {}, {":v": {"N": "1"}}, "ValidationException"),  # overlapping paths
+    ("SET sessionId = :v", {}, {":v": {"S": "other"}}, "ValidationException"),  # the key
+    ("ADD #s :n", {"#s": "status"}, {":n": {"N": "1"}}, "ValidationException"),  # type mismatch
+    ("SET missing.deep = :v", {}, {":v": {"N": "1"}}, "ValidationException"),  # no such path
+]
+
+
+def _apply_updates(ddb: Any) -> tuple[dict[str, Any], list[str]]:
+    table = TABLE_NAMES["SessionsTable"]
+    ddb.put_item(
+        TableName=table,
+        Item={
+            "sessionId": {"S": "s"},
+            "status": {"S": "active"},
+            "speakerGoneAt": {"N": "1"},
+            "languageCounts": {"M": {}},
+        },
+    )
+    errors = []
+    for expression, names, values, _ in _UPDATES:
+        arguments: dict[str, Any] = {"ExpressionAttributeValues": values}
+        if names:
+            arguments["ExpressionAttributeNames"] = names
+        try:
+            ddb.update_item(TableName=table, Key={"sessionId": {"S": "s"}}, UpdateExpression=expression, **arguments)
+            errors.append("")
+        except ddb.exceptions.ClientError as exc:
+            errors.append(exc.response["Error"]["Code"])
+    item = ddb.get_item(TableName=table, Key={"sessionId": {"S": "s"}})["Item"]
+    ddb.delete_item(TableName=table, Key={"sessionId": {"S": "s"}})
+    return item, errors
+
+
+def test_update_expressions_walked_with_one_processing_map_change_what_moto_would(threaded: Any) -> None:
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser
+
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    patched = DepthFirstTraverser.traverse
+    assert hasattr(patched, "original"), "the patch is installed"
+    item, errors = _apply_updates(threaded.ddb)
+    DepthFirstTraverser.traverse = patched.original  # type: ignore[attr-defined]
+    try:
+        expected_item, expected_errors = _apply_updates(threaded.ddb)
+    finally:
+        DepthFirstTraverser.traverse = patched  # type: ignore[method-assign]
+    assert item == expected_item
+    assert errors == expected_errors
+    assert errors == [error or "" for *_, error in _UPDATES]  # the refused ones refused, the rest applied
+    assert item["listenerCount"] == {"N": "2"}
+    assert item["status"] == {"S": "ended"}
+    assert "speakerGoneAt" not in item
+    assert item["members"] == {"SS": ["y"]}
