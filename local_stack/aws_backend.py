@@ -138,7 +138,7 @@ class AwsBackend:
         self.time_scale = time_scale
         self.stack_name = stack_name
         code_uri = self.template.get("Globals", {}).get("Function", {}).get("CodeUri", "src/")
-        code_dir = str((template_path.parent / code_uri).resolve())
+        self.code_dir = code_dir = str((template_path.parent / code_uri).resolve())
         if code_dir not in sys.path:
             sys.path.insert(0, code_dir)
         self.table_names = {
@@ -210,6 +210,12 @@ class AwsBackend:
             )
             self.state_machine_arns[logical_id] = created["stateMachineArn"]
             assert created["stateMachineArn"] == self.predicted_state_machine_arns()[logical_id]
+
+    def route_invocations(self, handlers: dict[str, Handler]) -> None:
+        """The timer's lambda:invoke tasks call these (logical id -> handler) instead of the imported handlers."""
+        assert self._bridge is not None
+        for function, handler in handlers.items():
+            self._bridge.functions[self.function_arn(function)] = handler
 
     def _state_machine_name(self, logical_id: str, props: dict[str, Any]) -> str:
         return self.resolve(props["Name"], {}) if "Name" in props else f"{self.stack_name}-{logical_id}"
@@ -335,6 +341,10 @@ class AwsBackend:
         for block in [self.template.get("Globals", {}).get("Function", {}), *chosen]:
             variables.update(block.get("Environment", {}).get("Variables", {}))
         return variables
+
+    def variable_names(self) -> set[str]:
+        """Every environment variable the template declares, for any function (Globals included)."""
+        return set(self._variables(None))
 
     def function_environment(self, function: str, extra: dict[str, str]) -> dict[str, str]:
         """One function's environment as the template declares it, resolved (`extra` wins)."""

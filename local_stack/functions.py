@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from local_stack import aws_faults
+from local_stack import aws_faults, runtime
 from local_stack.aws_backend import MOTO_LOCK, AwsBackend, resolve_handler
 
 FUNCTION_THREADS = 100  # concurrent invocations per function (Lambda's own limit is the account's: 1,000)
@@ -82,7 +82,14 @@ def _requests_to_moto_unsigned() -> Any:
 class Functions:
     """What the front door asks of the functions process."""
 
-    def __init__(self, backend: AwsBackend, started_at: float, time_scale: float, extra: dict[str, str]) -> None:
+    def __init__(
+        self,
+        backend: AwsBackend,
+        started_at: float,
+        time_scale: float,
+        extra: dict[str, str],
+        socket_path: str | None = None,
+    ) -> None:
         self.backend = backend
         self.started_at = started_at
         self.time_scale = time_scale
@@ -92,6 +99,9 @@ class Functions:
         self._handlers: dict[str, Any] = {}
         self._moto_app: Any = None
         self._function_of = {spec: logical_id for logical_id, spec in backend.functions.items()}
+        # Each function's runtime process (local_stack/runtime.py), when given the socket they call back on.
+        self.socket_path = socket_path
+        self.runtimes: dict[str, runtime.Runtime] = {}
 
     def now(self) -> float:
         """The front door's emulated clock: the same start and scale."""
@@ -102,6 +112,7 @@ class Functions:
 
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         self.backend.start()
+        inherited = dict(os.environ)
         os.environ.update(self.backend.environment(self.extra))
         from broadcast import aws, clock, config
 
@@ -109,10 +120,44 @@ class Functions:
         clock.use(self.now, scale=self.time_scale)
         config.reset()
         aws.reset()
+        if self.socket_path is not None and runtime.enabled_by_environment():
+            self._start_runtimes(inherited)
+            return
         for spec in self.backend.functions.values():
             self._handler(spec)
 
+    def _start_runtimes(self, inherited: dict[str, str]) -> None:
+        """One process per function, with the function's own environment; the timer's tasks call them too."""
+        path = os.pathsep.join([self.backend.code_dir, inherited.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        # The emulator's own additions (log level, metrics off) go to every function; a variable
+        # the template declares goes only to the functions that declare it, as on AWS.
+        # (One set in the shell that started the stack reaches only those functions too.)
+        declared = self.backend.variable_names()
+        local = {k: v for k, v in self.extra.items() if k.isupper() and k not in declared}
+        base = {k: v for k, v in inherited.items() if k not in declared}
+        environments = {
+            function: {
+                **base,
+                "PYTHONPATH": path,
+                **local,
+                **self.backend.function_environment(function, self.extra),
+            }
+            for function in self.backend.functions
+        }
+        assert self.socket_path is not None
+        self.runtimes = runtime.start_runtimes(
+            self.backend.functions,
+            environments,
+            aws_socket=self.socket_path,
+            directory=os.path.dirname(self.socket_path),
+            started_at=self.started_at,
+            time_scale=self.time_scale,
+        )
+        self.backend.route_invocations({function: r.handler for function, r in self.runtimes.items()})
+
     def stop(self) -> None:
+        for started in self.runtimes.values():
+            started.stop()
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
         self.backend.stop()
@@ -136,13 +181,12 @@ class Functions:
         return {"pid": os.getpid()}
 
     def op_invoke(self, spec: str, event: dict[str, Any]) -> dict[str, Any]:
-        handler = self._handler(spec)
         function = self._function_of.get(spec, spec)
 
         def call() -> dict[str, Any]:
             started = time.perf_counter()
             try:
-                result = handler(event, None)
+                result = self._handler(spec)(event, None)
                 return {"result": result, "millis": (time.perf_counter() - started) * 1000}
             except Exception as exc:  # noqa: BLE001 - reported to the front door like Lambda's Unhandled error
                 return {
@@ -159,6 +203,8 @@ class Functions:
                     "errorMessage": aws_faults.THROTTLED_MESSAGE,
                     "millis": 0.0,
                 }
+            if function in self.runtimes:
+                return self.runtimes[function].invoke(event)
             return self._pool(spec).submit(call).result()
 
     def op_table(self, logical_id: str) -> dict[str, Any]:
@@ -218,6 +264,27 @@ class Functions:
             data = b"".join(app_iter)
         return {"status": status, "headers": dict(response_headers.items()), "body": base64.b64encode(data).decode()}
 
+    def op_aws_request(
+        self, event_name: str, method: str, url: str, headers: dict[str, str], body: str
+    ) -> dict[str, Any]:
+        """A runtime's DynamoDB or Step Functions request (local_stack/runtime.py), answered by moto.
+
+        Through the same botocore `before-send` handler as a request made in this process: the
+        emulated faults, MOTO_LOCK and moto's own stubber."""
+        from botocore.awsrequest import AWSPreparedRequest
+        from botocore.compat import HTTPHeaders
+        from moto.core.models import botocore_stubber
+
+        prepared = HTTPHeaders()
+        for key, value in headers.items():
+            prepared[key] = value
+        request = AWSPreparedRequest(method=method, url=url, headers=prepared, body=body.encode(), stream_output=False)
+        response = botocore_stubber(event_name, request)
+        if response is None:
+            return {"failure": f"moto does not answer {event_name}"}
+        headers = dict(response.headers.items())
+        return {"status": response.status_code, "headers": headers, "body": response.content.decode()}
+
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         operation = getattr(self, f"op_{request.pop('op', '')}", None)
         if operation is None:
@@ -262,7 +329,8 @@ def main() -> None:
     args = parser.parse_args()
     parameters = dict(item.split("=", 1) for item in args.param)
     backend = AwsBackend(args.template, time_scale=args.time_scale, parameters=parameters)
-    functions = Functions(backend, args.started_at, args.time_scale, json.loads(os.environ.get(ENV_VARIABLE, "{}")))
+    extra = json.loads(os.environ.get(ENV_VARIABLE, "{}"))
+    functions = Functions(backend, args.started_at, args.time_scale, extra, socket_path=args.socket)
     functions.start()
     server = serve(functions, args.socket)
     import signal

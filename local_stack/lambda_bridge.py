@@ -85,7 +85,8 @@ class LambdaBridge:
                     result = handler(event, None)
             except Exception as exc:  # noqa: BLE001 - reported the way Lambda reports it
                 result = {
-                    "errorType": type(exc).__name__,
+                    # a runtime process's error keeps the handler's own type (local_stack/runtime.py)
+                    "errorType": getattr(exc, "error_type", type(exc).__name__),
                     "errorMessage": str(exc),
                     "stackTrace": traceback.format_exception(exc)[-3:],
                 }
@@ -94,7 +95,7 @@ class LambdaBridge:
                 name = params["url_path"].split("/functions/", 1)[1].split("/", 1)[0]
                 print(
                     f"{time.strftime('%H:%M:%S')} lambda:Invoke      {unquote(name).rsplit(':', 1)[-1]} "
-                    f"error={type(exc).__name__} {str(exc)[:200]}",
+                    f"error={result['errorType']} {str(exc)[:200]}",
                     flush=True,
                 )
         data = json.dumps(result).encode()

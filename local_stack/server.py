@@ -642,6 +642,10 @@ class Emulator:
     async def _session(self, websocket: ServerConnection) -> None:
         """One connection from after the handshake to $disconnect."""
         connection = self._pending.pop(id(websocket))
+        # Idle counts from here, the connection's start, not from its handshake's: compressed by
+        # TIME_SCALE, a $connect that waited its turn (a few seconds in a hall's refresh burst)
+        # would otherwise be past the idle timeout before the client could send its first message.
+        connection.last_active = time.monotonic()
         self.connections[connection.connection_id] = connection
         watchdog = asyncio.create_task(self._enforce_limits(connection))
         in_flight: set[asyncio.Task[None]] = set()

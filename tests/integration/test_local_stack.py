@@ -429,3 +429,83 @@ def test_local_stack_throttles_a_function_beyond_its_reserved_concurrency(tmp_pa
         assert len(limited.log_lines("error=TooManyRequestsException")) == 1 + sum(retried)  # each logged
     finally:
         limited.stop()
+
+
+def test_local_stack_runs_each_function_in_its_own_process_and_counts_idle_from_the_connection(
+    tmp_path: Path,
+) -> None:
+    # GIVEN a copy of template.yaml whose $connect handler takes 1.5 s, at TIME_SCALE=600 (the
+    # idle timeout is 1 s): a handshake that waited its turn in a busy emulator
+    template = (ROOT / "template.yaml").read_text()
+    assert template.count("Handler: broadcast.handlers.connect.handler") == 1
+    copy = tmp_path / "template.yaml"
+    copy.write_text(template.replace("broadcast.handlers.connect.handler", "tests.integration.slow_connect.handler"))
+    shutil.copytree(ROOT / "statemachines", tmp_path / "statemachines")
+    (tmp_path / "src").symlink_to(ROOT / "src")
+    slow = LocalStackProcess(template=copy, time_scale=600)
+    try:
+        # THEN every function has a runtime process of its own, with the environment the
+        # template gives that function (TIMER_STATE_MACHINE_ARN and the JWT settings only where declared)
+        runtimes = _runtime_processes(slow)
+        assert set(runtimes) == {
+            "AuthorizerFunction", "ConnectFunction", "DisconnectFunction", "DefaultFunction",
+            "CreateSessionFunction", "JoinSessionFunction", "RefreshConnectionFunction", "HeartbeatFunction",
+            "GetSessionStatusFunction", "SendAudioFunction", "EndSessionFunction", "NotifierFunction",
+        }  # fmt: skip
+        assert len({pid for pid, _ in runtimes.values()}) == 12
+        assert "TIMER_STATE_MACHINE_ARN" in runtimes["ConnectFunction"][1]
+        assert "TIMER_STATE_MACHINE_ARN" not in runtimes["HeartbeatFunction"][1]
+        assert "JWT_ISSUER" in runtimes["AuthorizerFunction"][1]
+        assert "JWT_ISSUER" not in runtimes["SendAudioFunction"][1]
+        assert runtimes["HeartbeatFunction"][1]["SESSIONS_TABLE"] == "local-SessionsTable"  # Globals
+
+        async def scenario() -> tuple[dict[str, Any], float]:
+            started = time.monotonic()
+            wire = await Wire.open(slow.url)
+            opened = time.monotonic() - started
+            # WHEN the client speaks a moment after its handshake
+            await asyncio.sleep(0.3)
+            await wire.send({"action": "heartbeat"})
+            for _ in range(50):  # Wire keeps heartbeatAck out of its inbox, in `seen`
+                if wire.seen:
+                    break
+                await asyncio.sleep(0.1)
+            await wire.close()
+            return (wire.seen or [{}])[0], opened
+
+        reply, opened = run(scenario())
+        # THEN it is answered: idle counts from the connection's start, not from its handshake's
+        assert opened >= 1.5
+        assert reply["type"] == "heartbeatAck"
+    finally:
+        slow.stop()
+
+
+def _runtime_processes(stack: LocalStackProcess) -> dict[str, tuple[int, dict[str, str]]]:
+    """Each runtime process of the stack (local_stack/runtime.py): function -> (pid, environment)."""
+    found: dict[str, tuple[int, dict[str, str]]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().decode().split("\0")
+            environ = (proc / "environ").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if "local_stack.runtime" not in argv or not _belongs_to(stack, int(proc.name)):
+            continue
+        function = argv[argv.index("--function") + 1]
+        found[function] = (int(proc.name), dict(item.split("=", 1) for item in environ if "=" in item))
+    return found
+
+
+def _belongs_to(stack: LocalStackProcess, pid: int) -> bool:
+    """Whether `pid` descends from the stack's process."""
+    while pid > 1:
+        if pid == stack.process.pid:
+            return True
+        try:
+            pid = int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError):
+            return False
+    return False
