@@ -59,10 +59,14 @@ def get(connection_id: str, max_age_ms: int) -> Route | None:
     """The cached route of a speaker connection, if read within `max_age_ms`."""
     if max_age_ms <= 0:
         return None
+    return _read_since(connection_id, clock.now_ms() - max_age_ms)
+
+
+def _read_since(connection_id: str, since_ms: int) -> Route | None:
+    """The cached route of a speaker connection, if its read began at `since_ms` or later."""
     with _lock:
         route = _routes.get(connection_id)
-        age = clock.now_ms() - route.read_at if route is not None else 0
-        if route is None or not 0 <= age <= max_age_ms:  # a clock stepped back: read again
+        if route is None or not since_ms <= route.read_at <= clock.now_ms():  # a clock stepped back: read again
             return None
         _routes.move_to_end(connection_id)
         return route
@@ -72,12 +76,17 @@ def get_or_read(connection_id: str, max_age_ms: int, read: Callable[[], Route]) 
     """The route cached within `max_age_ms`, else `read()`'s (which must `put` it).
 
     A caller that finds a read of the same route in flight waits for it and takes its route when
-    that is young enough (so it was read after this call began, less the bound); otherwise, or
-    if that read failed, it reads itself."""
+    that is young enough, so it was read after this call began, less the bound: what a frame
+    needs (service.send_audio). Not "within the bound of now": a read that took longer than the
+    bound (a throttled Query retried with backoff, a queue in the local stack) would then serve
+    none of the frames that waited for it, and each would read again in turn. (The hall of 500 at
+    TIME_SCALE=60 showed it: frames waited up to 28 s for reads of 1 s each, one after another.)
+    If that read failed, or began too early for this call, it reads itself."""
     if max_age_ms <= 0:
         return read()
+    since = clock.now_ms() - max_age_ms
     while True:
-        route = get(connection_id, max_age_ms)
+        route = _read_since(connection_id, since)
         if route is not None:
             return route
         with _lock:

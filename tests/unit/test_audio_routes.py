@@ -212,3 +212,89 @@ def test_a_failed_read_in_flight_leaves_each_waiter_to_read_itself(clock: Clock)
             failed.result(5)
         assert waiter.result(5).session_id == "s-1"
     assert calls == ["failing", "working"]
+
+
+def test_a_read_longer_than_the_bound_serves_every_frame_that_waited_for_it(clock: Clock) -> None:
+    # A read that takes longer than AUDIO_ROUTE_CACHE_MS (a Query throttled and retried, or queued
+    # in the local stack) is still young enough for the frames that arrived while it ran: it began
+    # after each of them, less the bound. Judged against "now" instead, each waiter read again in
+    # turn, and frames waited 28 s behind reads of 1 s (the hall of 500 at TIME_SCALE=60).
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    audio_routes.forget()
+    reads: list[int] = []
+    release = threading.Event()
+
+    def slow_read() -> audio_routes.Route:
+        reads.append(1)
+        route = audio_routes.Route("s-1", "u", {"lst-1": "es"})  # its Query begins now
+        release.wait(5)
+        clock.now += 3.0  # and takes 3 s, three times the bound
+        audio_routes.put("spk-1", route)
+        return route
+
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(audio_routes.get_or_read, "spk-1", 1000, slow_read)
+        _wait_for(lambda: bool(reads))
+        waiters = [pool.submit(audio_routes.get_or_read, "spk-1", 1000, slow_read) for _ in range(3)]
+        time.sleep(0.1)  # the three are waiting for the read in flight
+        release.set()
+        routes = [first.result(5)] + [waiter.result(5) for waiter in waiters]
+    assert len(reads) == 1  # one read served all four frames
+    assert all(route is routes[0] for route in routes)
+    # AND a frame that comes after it finds it stale and reads again (the bound still holds for it)
+    release.set()
+    audio_routes.get_or_read("spk-1", 1000, slow_read)
+    assert len(reads) == 2
+
+
+def _wait_for(condition: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_joined_at_of_a_whole_hall_reads_its_batches_together(backend: Any) -> None:
+    # After a refresh wave every listener is new to a route: 250 records take three BatchGetItems,
+    # sent at once (one round trip for the frames that wait on the read), and answer as one would.
+    import threading
+
+    from broadcast import connections_table
+
+    ids = [f"lst-{n:03d}" for n in range(250)]
+    for n, connection_id in enumerate(ids):
+        if n % 50 == 7:
+            continue  # gone: left out of the answer
+        item = {"connectionId": {"S": connection_id}, "joinedAt": {"N": str(1000 + n)}}
+        if n == 3:
+            del item["joinedAt"]  # written before joinedAt existed: 0
+        backend.ddb.put_item(TableName="test-connections", Item=item)
+    threads: set[int] = set()
+    at_once: list[int] = []
+    in_flight = [0]
+    lock = threading.Lock()
+    client = connections_table._ddb()
+    original = client.batch_get_item
+
+    def watched(**kwargs: Any) -> Any:
+        with lock:
+            threads.add(threading.get_ident())
+            in_flight[0] += 1
+            at_once.append(in_flight[0])
+        time.sleep(0.05)
+        try:
+            return original(**kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    client.batch_get_item = watched
+    try:
+        found = connections_table.joined_at_of(ids)
+    finally:
+        del client.batch_get_item
+    assert len(threads) == 3  # 100 + 100 + 50 keys
+    assert max(at_once) == 3  # together, not one after another
+    assert found == {c: (0 if n == 3 else 1000 + n) for n, c in enumerate(ids) if n % 50 != 7}
