@@ -178,7 +178,9 @@ class Functions:
     # -- operations ------------------------------------------------------------------------------
 
     def op_ping(self) -> dict[str, Any]:
-        return {"pid": os.getpid()}
+        # the front door invokes the route functions in their runtimes directly (handler spec -> socket)
+        runtimes = {self.backend.functions[f]: r.path for f, r in self.runtimes.items()}
+        return {"pid": os.getpid(), "runtimes": runtimes}
 
     def op_invoke(self, spec: str, event: dict[str, Any]) -> dict[str, Any]:
         function = self._function_of.get(spec, spec)

@@ -119,9 +119,15 @@ class Emulator:
         self._socket_path = os.path.join(self._socket_dir, "ws.sock")
         self._functions_path = os.path.join(self._socket_dir, "functions.sock")
         self._idle_calls: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        # Each function's runtime process (local_stack/runtime.py), as the functions process names them
+        self._runtime_paths: dict[str, str] = {}
+        self._runtime_slots: dict[str, asyncio.Semaphore] = {}
+        self._idle_runtime: dict[str, list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = {}
+        self._concurrency: aws_faults.LambdaConcurrency | None = None  # the routes' reserved concurrency
         self._call_slots = asyncio.Semaphore(CALL_CONNECTIONS)
         self._started_at = time.time()
         self.backend = AwsBackend(template_path, time_scale=time_scale, parameters=parameters)
+        self._function_of = {spec: logical_id for logical_id, spec in self.backend.functions.items()}
         self.env_file = env_file
         self.seed_on_start = seed
         # AWS's failure modes (README: "What the local stack emulates"). $disconnect is best effort:
@@ -226,7 +232,20 @@ class Emulator:
             if self._functions_process.poll() is not None:
                 raise RuntimeError(f"the functions process exited with {self._functions_process.returncode}")
             with contextlib.suppress(OSError):
-                await self._call("ping")
+                answer = await self._call("ping")
+                self._runtime_paths = answer.get("runtimes", {})
+                self._runtime_slots = {
+                    spec: asyncio.Semaphore(functions.FUNCTION_THREADS) for spec in self._runtime_paths
+                }
+                self._idle_runtime = {spec: [] for spec in self._runtime_paths}
+                if (
+                    self._runtime_paths
+                    and aws_faults.enabled_by_environment()
+                    and aws_faults.concurrency_by_environment()
+                ):
+                    self._concurrency = aws_faults.LambdaConcurrency(
+                        self.backend.reserved_concurrency(), self.time_scale
+                    )
                 return
             await asyncio.sleep(0.1)
         raise RuntimeError("the functions process did not answer")
@@ -237,23 +256,50 @@ class Emulator:
         At most CALL_CONNECTIONS at once (a thread each over there): a hall's burst of messages
         waits here for a connection instead of opening hundreds at the same instant."""
         async with self._call_slots:
-            if self._idle_calls:
-                reader, writer = self._idle_calls.pop()
-            else:
-                reader, writer = await asyncio.open_unix_connection(self._functions_path, limit=1 << 24)
-            try:
-                data = json.dumps({"op": op, **arguments}, separators=(",", ":")).encode()
-                writer.write(len(data).to_bytes(4, "big") + data)
-                await writer.drain()
-                size = int.from_bytes(await reader.readexactly(4), "big")
-                reply = json.loads(await reader.readexactly(size))
-            except BaseException:
-                writer.close()
-                raise
-            self._idle_calls.append((reader, writer))
+            reply = await self._exchange(self._functions_path, self._idle_calls, {"op": op, **arguments})
         if "failure" in reply:
             raise RuntimeError(f"functions process: {reply['failure']}")
         return reply
+
+    @staticmethod
+    async def _exchange(
+        path: str, idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]], request: dict[str, Any]
+    ) -> dict[str, Any]:
+        """One length-prefixed JSON request and its reply (local_stack/functions.py's framing)."""
+        reader, writer = idle.pop() if idle else await asyncio.open_unix_connection(path, limit=1 << 24)
+        try:
+            data = json.dumps(request, separators=(",", ":")).encode()
+            writer.write(len(data).to_bytes(4, "big") + data)
+            await writer.drain()
+            size = int.from_bytes(await reader.readexactly(4), "big")
+            reply = json.loads(await reader.readexactly(size))
+        except BaseException:
+            writer.close()
+            raise
+        idle.append((reader, writer))
+        return reply
+
+    async def _call_runtime(self, spec: str, event: dict[str, Any]) -> dict[str, Any]:
+        """Invoke a function in its runtime process directly, as API Gateway invokes Lambda.
+
+        Not through the functions process: there every forwarded invocation was a thread doing
+        JSON work beside moto's requests under one GIL, and in a hall's refresh burst those
+        threads (hundreds) held up the moto requests that everything waits for. Lambda's
+        reserved concurrency is counted here for these invocations (and there for the timer's)."""
+        function = self._function_of.get(spec, spec)
+        concurrency = self._concurrency
+        if concurrency is not None and not concurrency.enter(function):
+            return {
+                "errorType": "TooManyRequestsException",
+                "errorMessage": aws_faults.THROTTLED_MESSAGE,
+                "millis": 0.0,
+            }
+        try:
+            async with self._runtime_slots[spec]:
+                return await self._exchange(self._runtime_paths[spec], self._idle_runtime[spec], {"event": event})
+        finally:
+            if concurrency is not None:
+                concurrency.leave(function)
 
     def _issuer(self) -> dict[str, str]:
         """Whose tokens the authorizer accepts: the development key's, or the issuer given as PARAMS.
@@ -491,8 +537,17 @@ class Emulator:
 
     async def faults_report(self) -> dict[str, Any]:
         """Counts of the AWS failures emulated so far (GET /_local/faults)."""
+        report = await self._call("faults")
+        if self._concurrency is not None:  # the routes' invocations are counted here, the timer's there
+            mine = self._concurrency
+            for function, refused in mine.throttled.items():
+                report["lambdaThrottled"][function] = report["lambdaThrottled"].get(function, 0) + refused
+            for function, peak in mine.peak.items():
+                report["lambdaPeakConcurrency"][function] = max(report["lambdaPeakConcurrency"].get(function, 0), peak)
+            report["lambdaThrottled"] = dict(sorted(report["lambdaThrottled"].items()))
+            report["lambdaPeakConcurrency"] = dict(sorted(report["lambdaPeakConcurrency"].items()))
         return {
-            **await self._call("faults"),
+            **report,
             "connectionsThrottled": self.connections_bucket.refused,
             "disconnectsLost": self.disconnects_lost,
         }
@@ -514,7 +569,10 @@ class Emulator:
     async def _invoke(self, spec: str, event: dict[str, Any]) -> Invocation:
         """Run one handler in the functions process, as API Gateway invokes a Lambda function."""
         try:
-            answer = await self._call("invoke", spec=spec, event=event)
+            if spec in self._runtime_paths:
+                answer = await self._call_runtime(spec, event)
+            else:
+                answer = await self._call("invoke", spec=spec, event=event)
         except (OSError, RuntimeError, ValueError, asyncio.IncompleteReadError) as exc:
             return Invocation(error=exc)
         if "errorType" in answer:
