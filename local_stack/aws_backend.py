@@ -1,8 +1,9 @@
 """The AWS side of the local stack: moto DynamoDB and Step Functions built from template.yaml.
 
 Everything here runs in the functions process (local_stack/functions.py). moto's DynamoDB is
-not thread-safe, and the handlers run on worker threads (as do the state machine's executions),
-so every request that reaches moto is serialized by one lock.
+not thread-safe, and requests reach it on many threads (one per runtime connection, the state
+machine's executions, the handlers themselves with LOCAL_STACK_RUNTIMES=off), so every request
+that reaches moto is serialized by one fair lock.
 """
 
 from __future__ import annotations

@@ -294,7 +294,11 @@ THROTTLED_MESSAGE = "Rate Exceeded."  # Lambda's own message for TooManyRequests
 
 
 def install_concurrency(concurrency: LambdaConcurrency | None) -> None:
-    """Hold every invocation in the functions process to its reserved concurrency (None: unlimited)."""
+    """Hold every invocation the functions process starts to its reserved concurrency (None: unlimited).
+
+    Those are the timer's tasks (and, with LOCAL_STACK_RUNTIMES=off, the routes' too); the front
+    door counts the routes' invocations of their runtimes with its own LambdaConcurrency, and
+    /_local/faults adds the two."""
     global CONCURRENCY
     CONCURRENCY = concurrency
 

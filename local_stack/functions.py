@@ -1,4 +1,4 @@
-"""The Lambda side of the local stack, in a process of its own: moto, the tables, the timer, every handler.
+"""The AWS side of the local stack, in a process of its own: moto, the tables, the timer, and the runtimes.
 
 The emulator's front door (local_stack/server.py: WebSocket connections, @connections, the
 pages) runs an asyncio event loop that does a little work for every frame, handshake and post.
@@ -9,6 +9,12 @@ starts this process and calls it over a Unix socket, each request a length-prefi
 object ({"op": "invoke", "spec": ..., "event": ...} and so on: `Functions` lists the
 operations), on connections the front door keeps alive (a thread each here). Handlers post to
 @connections over HTTP, to the front door, as on AWS.
+
+Each function's handler runs in a runtime process of its own, started from here
+(local_stack/runtime.py); the front door invokes the route functions there directly, the
+timer's tasks from here, and the handlers' DynamoDB and Step Functions requests come back here
+(`aws_request`). With LOCAL_STACK_RUNTIMES=off the handlers run here, on a thread pool per
+function (`invoke`).
 """
 
 from __future__ import annotations
