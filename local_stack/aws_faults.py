@@ -33,8 +33,8 @@ def enabled_by_environment() -> bool:
     return os.environ.get(SWITCH, "on").lower() not in ("off", "0", "false", "no")
 
 
-class _RawBody:
-    """The minimal raw response botocore reads a stubbed body from."""
+class RawBody:
+    """The minimal raw response botocore reads a stubbed body from (an emulated error, a runtime's answer)."""
 
     def __init__(self, body: bytes) -> None:
         self._body = body
@@ -51,7 +51,7 @@ def _error(request: Any, code: str, message: str, *, status: int = 400, **extra:
     prefix = "com.amazonaws.dynamodb.v20120810#" if "dynamodb" in request.url else ""
     body = json.dumps({"__type": f"{prefix}{code}", "message": message, **extra}).encode()
     headers = {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
-    return AWSResponse(request.url, status, headers, _RawBody(body))
+    return AWSResponse(request.url, status, headers, RawBody(body))
 
 
 class DynamoContention:

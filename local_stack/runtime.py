@@ -32,7 +32,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 SWITCH = "LOCAL_STACK_RUNTIMES"
@@ -164,18 +163,6 @@ def start_runtimes(
 # -- the runtime process ---------------------------------------------------------------------------
 
 
-class _RawBody:
-    """What botocore reads a response body from (`stream()`), for an answer that came over the socket."""
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **_kwargs: Any) -> Iterator[bytes]:
-        if self._body:
-            yield self._body
-            self._body = b""
-
-
 class AwsOverSocket:
     """Sends the handler's DynamoDB and Step Functions requests to the functions process (moto).
 
@@ -198,6 +185,7 @@ class AwsOverSocket:
     def __call__(self, event_name: str, request: Any, **_kwargs: Any) -> Any:
         from botocore.awsrequest import AWSResponse
 
+        from local_stack.aws_faults import RawBody
         from local_stack.functions import read_frame, send_frame
 
         if event_name.split(".")[1] not in SERVICES:
@@ -225,7 +213,7 @@ class AwsOverSocket:
             self._local.sock = None
             sock.close()
             raise RuntimeError(f"the functions process did not answer {event_name}: {reply}")
-        return AWSResponse(request.url, reply["status"], reply["headers"], _RawBody(reply["body"].encode()))
+        return AWSResponse(request.url, reply["status"], reply["headers"], RawBody(reply["body"].encode()))
 
 
 def _serve(path: str, handler: Any) -> socketserver.ThreadingUnixStreamServer:

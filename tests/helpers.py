@@ -208,3 +208,11 @@ def run_concurrently(*actions: Any, workers: int = 16) -> list[Any]:
 
     with ThreadPoolExecutor(max_workers=max(workers, len(actions))) as pool:
         return list(pool.map(go, actions))
+
+
+def wait_until(condition: Any, timeout: float = 5) -> None:
+    """Poll `condition` (real time) until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.001)

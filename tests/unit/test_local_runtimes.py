@@ -13,6 +13,7 @@ import boto3
 from local_stack.aws_backend import FairLock
 from local_stack.lambda_bridge import LambdaBridge
 from local_stack.runtime import RemoteError
+from tests.helpers import wait_until
 
 
 def test_fair_lock_is_granted_in_the_order_it_was_asked_for() -> None:
@@ -25,7 +26,7 @@ def test_fair_lock_is_granted_in_the_order_it_was_asked_for() -> None:
         thread = threading.Thread(target=lambda n=n: _take(lock, order, n))
         thread.start()
         threads.append(thread)
-        _wait_until(lambda n=n: len(lock._waiters) == n + 1)  # each one is queued before the next asks
+        wait_until(lambda n=n: len(lock._waiters) == n + 1)  # each one is queued before the next asks
     # WHEN it is released
     lock.release()
     for thread in threads:
@@ -60,13 +61,6 @@ def _release_elsewhere(lock: FairLock, errors: list[BaseException]) -> None:
         lock.release()
     except RuntimeError as exc:
         errors.append(exc)
-
-
-def _wait_until(condition: Any, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.001)
 
 
 def test_a_runtime_error_reaches_the_state_machine_with_the_handlers_own_type() -> None:
