@@ -255,3 +255,47 @@ def test_a_read_longer_than_the_bound_serves_every_frame_that_waited_for_it(cloc
     release.set()
     audio_routes.get_or_read("spk-1", 1000, slow_read)
     assert len(reads) == 2
+
+
+def test_joined_at_of_a_whole_hall_reads_its_batches_together(backend: Any) -> None:
+    # After a refresh wave every listener is new to a route: 250 records take three BatchGetItems,
+    # sent at once (one round trip for the frames that wait on the read), and answer as one would.
+    import threading
+
+    from broadcast import connections_table
+
+    ids = [f"lst-{n:03d}" for n in range(250)]
+    for n, connection_id in enumerate(ids):
+        if n % 50 == 7:
+            continue  # gone: left out of the answer
+        item = {"connectionId": {"S": connection_id}, "joinedAt": {"N": str(1000 + n)}}
+        if n == 3:
+            del item["joinedAt"]  # written before joinedAt existed: 0
+        backend.ddb.put_item(TableName="test-connections", Item=item)
+    threads: set[int] = set()
+    at_once: list[int] = []
+    in_flight = [0]
+    lock = threading.Lock()
+    client = connections_table._ddb()
+    original = client.batch_get_item
+
+    def watched(**kwargs: Any) -> Any:
+        with lock:
+            threads.add(threading.get_ident())
+            in_flight[0] += 1
+            at_once.append(in_flight[0])
+        time.sleep(0.05)
+        try:
+            return original(**kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    client.batch_get_item = watched
+    try:
+        found = connections_table.joined_at_of(ids)
+    finally:
+        del client.batch_get_item
+    assert len(threads) == 3  # 100 + 100 + 50 keys
+    assert max(at_once) == 3  # together, not one after another
+    assert found == {c: (0 if n == 3 else 1000 + n) for n, c in enumerate(ids) if n % 50 != 7}
