@@ -135,3 +135,36 @@ def test_metrics_internal_error_of_unknown_action_has_a_bounded_dimension(
     monkeypatch.setattr(protocol, "reject_unknown_fields", broken)
     routing.message_route(message_event("join_session", body={"action": "x" * 40}), lambda *_: None)
     assert ("InternalError", {"service": "broadcast", "action": "unknown"}) in emitted(capsys)
+
+
+def test_metrics_counted_on_many_threads_are_each_printed_once(capsys: pytest.CaptureFixture[str]) -> None:
+    """Powertools keeps one metric set per process; threads of one process (the local stack's
+    runtimes, the tests' bursts) add and flush it at once. Each count is printed exactly once,
+    and no flush fails with 'dictionary changed size during iteration'."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from broadcast.observability import count, metrics
+
+    threads, rounds, names_per_round = 8, 60, 12
+    metrics.clear_metrics()
+
+    def invocation(thread: int) -> None:
+        for _ in range(rounds):
+            for name in range(names_per_round):
+                count(f"Probe{thread}x{name}")
+            metrics.flush_metrics()
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(invocation, range(threads)))  # re-raises a thread's error
+    metrics.flush_metrics()
+
+    printed: dict[str, float] = {}
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith('{"_aws"'):
+            record = json.loads(line)
+            for directive in record["_aws"]["CloudWatchMetrics"]:
+                for metric in directive["Metrics"]:
+                    value = record[metric["Name"]]
+                    values = value if isinstance(value, list) else [value]
+                    printed[metric["Name"]] = printed.get(metric["Name"], 0) + sum(values)
+    assert printed == {f"Probe{t}x{n}": rounds for t in range(threads) for n in range(names_per_round)}
