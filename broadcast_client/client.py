@@ -60,7 +60,7 @@ class Timing:
     fallback_margin: float = 600  # refresh on our own at 110 minutes if no notice came (cut at 120)
     # A listener's old connection stays open until the new one has caught up (see
     # Listener._caught_up); this bounds that wait, in real seconds, after which a frame still
-    # missing is a `gap`. It is also kept well inside the old connection's 2-hour cut.
+    # missing is a `gap`. It never runs past the old connection's 2-hour cut.
     handover_timeout: float = 10.0
     # Seconds (the service's) the server's audio route may lag a join or refresh
     # (AUDIO_ROUTE_CACHE_MS, 1 s, plus a margin): frames sent sooner may still go to the old
@@ -646,8 +646,13 @@ class Listener(_Participant):
         older than that frame, so the buffer holds a hole until it lands on the old connection.
         However long that fan-out takes, the old connection is still open.
         """
+        # Up to the old connection's cut, not a margin before it: a cut during the handover is
+        # harmless (the old link is no longer current), while closing early loses what is still
+        # on its way to it. Compressed time made that margin all of it: at TIME_SCALE=600 the
+        # notice comes 2 s before the cut and the refresh takes AUDIO_START_MARGIN_MS (a real
+        # second), so a 1 s margin left no wait at all and a frame in flight was lost.
         cut_in = old.opened_at + self.timing.real(self.timing.max_connection) - time.monotonic()
-        deadline = time.monotonic() + max(0.0, min(self.timing.handover_timeout, cut_in - 1.0))
+        deadline = time.monotonic() + max(0.0, min(self.timing.handover_timeout, cut_in))
         # Until every route the server may still use includes the new connection, a frame can
         # reach the new connection and the next one the old only: the rule starts after that.
         settle = min(self.timing.real(self.timing.route_settle), deadline - time.monotonic())

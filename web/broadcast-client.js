@@ -536,7 +536,9 @@ export class Listener extends Participant {
   /** Keep the old connection until the new one has caught up (see docs/protocol.md), within a bound. */
   async handover(old, fresh) {
     const cutIn = (old.openedAt + this.timing.real(this.timing.maxConnection) * 1000 - Date.now()) / 1000;
-    const deadline = Date.now() + Math.max(0, Math.min(this.timing.handoverTimeout, cutIn - 1)) * 1000;
+    // Up to the old connection's cut, with no margin before it: a cut during the handover is harmless,
+    // closing early loses what is still on its way to the old connection.
+    const deadline = Date.now() + Math.max(0, Math.min(this.timing.handoverTimeout, cutIn)) * 1000;
     // Frames sent before every server route includes the new connection may reach the old one only.
     const settle = Math.min(this.timing.real(this.timing.routeSettle), (deadline - Date.now()) / 1000);
     if (settle > 0 && !this.closed) await sleep(settle);

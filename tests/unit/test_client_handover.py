@@ -165,3 +165,22 @@ def test_listener_handover_held_back_last_frame_waited_for_within_bound() -> Non
     assert frames == [0, 1, 2]
     assert [e for e in events if e.type == "gap"] == []
     assert listener.stats.handovers_timed_out == 1
+
+
+def test_listener_handover_close_to_the_cut_waits_until_the_cut() -> None:
+    # GIVEN the refresh completes about 3 s before the old connection's 2-hour cut (compressed
+    # time brings the notice that close), and frame 2 reaches the old connection 2.5 s later
+    class CutSoon(Timing):
+        @property
+        def fallback_after(self) -> float:  # the notice triggers the refresh, not the fallback timer
+            return 60.0
+
+    gateway = ScriptedGateway(frame_after_held_back=True)
+    timing = CutSoon(gap_timeout=5.0, max_connection=HELD_BACK + 0.7)
+    frames, events, listener = asyncio.run(listen(gateway, timing, expect=5))
+    # THEN the old connection stayed open for it: a margin before the cut (the client kept 1 s)
+    # would have closed it first, and frame 2 would be a gap
+    assert frames == [0, 1, 2, 3, 4]
+    assert [e for e in events if e.type == "gap"] == []
+    assert listener.stats.handover_only_old == 1
+    assert listener.stats.handovers_timed_out == 0
