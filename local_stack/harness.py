@@ -20,9 +20,11 @@ class RecordingManagementApi:
         self.posts: list[tuple[str, dict[str, Any]]] = []
         self.gone: set[str] = set()
         self.deleted: list[str] = []  # connections closed with DeleteConnection
+        self.refused: list[str] = []  # posts answered 410
 
     def post_to_connection(self, *, ConnectionId: str, Data: bytes) -> dict[str, Any]:  # noqa: N803 - boto3 names
         if ConnectionId in self.gone:
+            self.refused.append(ConnectionId)
             raise ClientError({"Error": {"Code": "GoneException", "Message": "gone"}}, "PostToConnection")
         self.posts.append((ConnectionId, json.loads(Data)))
         return {}

@@ -14,7 +14,9 @@ AUDIO_ROUTE_CACHE_MS (1,000 by default), the staleness the product accepts:
   handover keeps the old connection until the new one delivers, so a handover loses nothing;
 - a session ended, or a speaker replaced, is noticed by the next read, at most that much later
   (the clients hear `sessionEnded` from the end itself, not from the audio path);
-- a listener answered 410 is dropped from the cached route at once.
+- a listener answered 410 is dropped from the cached route at once, and never posted to again
+  from this container, whatever later reads return (`mark_gone`): API Gateway never reuses a
+  connection id, and a record stays until its $disconnect lands.
 
 Entries are bounded (the least recently read go first); each container has its own, so two
 containers may see a change up to the bound apart. Thread-safe: a dict per entry, replaced whole;
@@ -53,6 +55,14 @@ _reading: dict[str, threading.Event] = {}  # speaker connection id -> set when i
 _joined: OrderedDict[str, int] = OrderedDict()  # listener connection id -> joinedAt (never changes)
 _lock = threading.Lock()
 MAX_JOINED = 50_000
+# Connections that answered 410 here (gone for good), the most recent last. A listener's old
+# connection stays in the table from its client's close until its $disconnect removes it (seconds
+# at worst; never, when the $disconnect is lost). Without this every frame in that window posted
+# to it again and tried to remove it again: in a hall's refresh waves, hundreds of transactions on
+# the session item per frame, all in conflict with each other (the local stack's hall of 500
+# stalled on them for a minute).
+_gone: OrderedDict[str, None] = OrderedDict()
+MAX_GONE = 50_000
 
 
 def get(connection_id: str, max_age_ms: int) -> Route | None:
@@ -127,6 +137,23 @@ def drop_listeners(connection_id: str, gone: list[str]) -> None:
             )
 
 
+def mark_gone(connection_ids: list[str]) -> list[str]:
+    """Remember connections that answered 410; returns those not already known here as gone,
+    which the caller cleans up (once per container, not once per frame)."""
+    with _lock:
+        new = [c for c in dict.fromkeys(connection_ids) if c not in _gone]
+        for c in new:
+            _gone[c] = None
+        while len(_gone) > MAX_GONE:
+            _gone.popitem(last=False)
+    return new
+
+
+def is_gone(connection_id: str) -> bool:
+    """True once `connection_id` answered 410 in this container."""
+    return connection_id in _gone
+
+
 def joined_at(connection_ids: list[str], fetch: Callable[[list[str]], dict[str, int]]) -> dict[str, int]:
     """When each listener joined: remembered per container (a connection joins once), the rest
     from `fetch` (left out there, and so here, when its record is gone)."""
@@ -150,5 +177,6 @@ def forget(connection_id: str | None = None) -> None:
         if connection_id is None:
             _routes.clear()
             _joined.clear()
+            _gone.clear()
         else:
             _routes.pop(connection_id, None)

@@ -145,15 +145,17 @@ def _announce_end(session_id: str, reason: str) -> list[str]:
 def broadcast_to(session_id: str, listeners: list[tuple[str, str]], message: dict[str, Any]) -> list[str]:
     """Post `message` to listeners in parallel; a 410 removes that listener (never the sender).
 
-    Returns the connection ids that answered 410."""
-    languages = dict(listeners)
+    Returns the connection ids that answered 410. Connections already known gone in this
+    container are not posted to (audio_routes.mark_gone)."""
+    languages = {c: lang for c, lang in listeners if not audio_routes.is_gone(c)}
     gone, failed = messenger.post_many(languages, message)
-    # After every post went out, each on its own and in one attempt: a cleanup that fails
-    # (throttled, or in conflict with the $disconnect removing the same record) never fails a
-    # frame that was delivered nor holds the invocation in conflict retries (every frame in
-    # flight meets the same 410s); the next 410, the $disconnect or the timer's sweep finishes.
+    # After every post went out, each on its own and in one attempt, and only by the first
+    # invocation in this container to meet that 410: a cleanup that fails (throttled, or in
+    # conflict with the $disconnect removing the same record) never fails a frame that was
+    # delivered nor holds the invocation in conflict retries; the $disconnect, another
+    # container's 410 or the timer's notice finishes it.
     removed = 0
-    for connection_id in gone:
+    for connection_id in audio_routes.mark_gone(gone):
         try:
             sessions_table.remove_listener(connection_id, session_id, languages[connection_id], retry=False)
             removed += 1

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
-from broadcast import audio_routes
+from broadcast import audio_routes, sessions_table
 from broadcast import clock as broadcast_clock
 from broadcast.handlers import end_session, send_audio
 from tests.helpers import (
@@ -127,6 +128,33 @@ def test_a_gone_listener_is_dropped_from_the_cache_at_once(backend: Any, session
     assert len(backend.management.posts) == posts  # the fake records delivered posts only
     assert audio_routes.get("spk-1", 1000) is not None
     assert audio_routes.get("spk-1", 1000).listeners == {}
+
+
+def test_a_gone_listener_whose_record_stays_meets_one_post_and_one_cleanup(
+    backend: Any, driver: Driver, session_id: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN lst-1's connection closed while its record stays: its $disconnect has not landed, and
+    # the cleanup this container tries meets a conflict (the $disconnect removing the same record)
+    driver.join("lst-2", session_id, "fr")
+    backend.management.gone.add("lst-1")
+    attempts: list[str] = []
+
+    def conflicted(connection_id: str, *_args: Any, **_kwargs: Any) -> bool:
+        attempts.append(connection_id)
+        error = {"Error": {"Code": "TransactionCanceledException", "Message": "[TransactionConflict]"}}
+        raise ClientError(error, "TransactWriteItems")
+
+    monkeypatch.setattr(sessions_table, "remove_listener", conflicted)
+    # WHEN frames go on, each reading the route afresh (the index still names lst-1)
+    for seq in range(1, 8):
+        clock.now += 1.1
+        send_audio.handler(audio_event("spk-1", seq), None)
+    # THEN lst-1 met one post and one cleanup, not one of each per frame (a hall's refresh wave
+    # made that hundreds of conflicting transactions per frame), and lst-2 heard every frame
+    assert backend.management.refused == ["lst-1"]
+    assert attempts == ["lst-1"]
+    assert [m["seq"] for m in backend.management.messages_to("lst-2", "audio")] == list(range(1, 8))
+    assert backend.connection("lst-1") is not None  # left to its $disconnect, or its timer's 410
 
 
 def test_an_ended_session_is_refused_once_the_route_is_stale(
