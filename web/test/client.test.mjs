@@ -61,12 +61,10 @@ test("client: states connecting -> live -> refreshing -> live -> ended, with the
   assert.equal(listener.resumeToken, "token-1");
 });
 
-test("client: the old connection stays open until the new one has caught up (held-back fan-out)", async () => {
+/** A refresh during which frame 2 reaches only the old connection, `lateMs` after frame 3 reached both. */
+async function heldBackHandover(t, lateMs, why) {
   const gateway = listenerGateway();
-  const listener = new Listener("ws://x/live", SESSION, "es", {
-    timing: fast({ gapTimeout: 3 }),
-    WebSocketImpl: gateway.WebSocket,
-  });
+  const listener = new Listener("ws://x/live", SESSION, "es", { timing: t, WebSocketImpl: gateway.WebSocket });
   const log = record(listener);
   await listener.connect();
   const [old] = gateway.open();
@@ -78,37 +76,25 @@ test("client: the old connection stays open until the new one has caught up (hel
   // Frame 3 reaches both; frame 2's fan-out read the list before the new connection was in it.
   old.deliver(audio(3));
   fresh.deliver(audio(3));
-  await sleep(600); // longer than any fixed drain would have waited
-  assert.equal(old.readyState, 1, "old connection closed before the new one caught up");
+  await sleep(lateMs);
+  assert.equal(old.readyState, 1, why);
   old.deliver(audio(2));
   await until(() => old.readyState === 3);
   assert.deepEqual(log.frames, [0, 1, 2, 3]);
   assert.deepEqual(log.gaps, []);
   listener.close();
+}
+
+test("client: the old connection stays open until the new one has caught up (held-back fan-out)", async () => {
+  // 600 ms: longer than any fixed drain would have waited
+  await heldBackHandover(fast({ gapTimeout: 3 }), 600, "old connection closed before the new one caught up");
 });
 
 test("client: close to the old connection's cut, the handover still waits, up to the cut itself", async () => {
-  const gateway = listenerGateway();
   const t = fast({ gapTimeout: 3, maxConnection: 1.6 }); // compressed time: the notice comes just before the cut
   t.fallbackAfter = 60; // the notice triggers the refresh, not the fallback timer
-  const listener = new Listener("ws://x/live", SESSION, "es", { timing: t, WebSocketImpl: gateway.WebSocket });
-  const log = record(listener);
-  await listener.connect();
-  const [old] = gateway.open();
-  old.deliver(audio(0));
-  old.deliver(audio(1));
-  old.deliver({ type: "connectionRefreshRequired", sessionId: SESSION, role: "listener", refreshBy: 0 });
-  await until(() => listener.stats.refreshes === 1);
-  const fresh = gateway.sockets[1];
-  old.deliver(audio(3));
-  fresh.deliver(audio(3));
-  await sleep(800); // inside the cut, past a 1 s margin before it
-  assert.equal(old.readyState, 1, "old connection closed before its cut with a frame still on its way");
-  old.deliver(audio(2));
-  await until(() => old.readyState === 3);
-  assert.deepEqual(log.frames, [0, 1, 2, 3]);
-  assert.deepEqual(log.gaps, []);
-  listener.close();
+  // 800 ms: inside the cut, past a 1 s margin before it
+  await heldBackHandover(t, 800, "old connection closed before its cut with a frame still on its way");
 });
 
 test("client: an unexpected close reconnects with the resumeToken and reports the frames missed as a gap", async () => {
