@@ -14,9 +14,9 @@ AUDIO_ROUTE_CACHE_MS (1,000 by default), the staleness the product accepts:
   handover keeps the old connection until the new one delivers, so a handover loses nothing;
 - a session ended, or a speaker replaced, is noticed by the next read, at most that much later
   (the clients hear `sessionEnded` from the end itself, not from the audio path);
-- a listener answered 410 is dropped from the cached route at once, and never posted to again
-  from this container, whatever later reads return (`mark_gone`): API Gateway never reuses a
-  connection id, and a record stays until its $disconnect lands.
+- a listener answered 410 is never posted to again from this container, from the cached route
+  or any later read (`mark_gone`): API Gateway never reuses a connection id, and a record stays
+  until its $disconnect lands.
 
 Entries are bounded (the least recently read go first); each container has its own, so two
 containers may see a change up to the bound apart. Thread-safe: a dict per entry, replaced whole;
@@ -121,20 +121,6 @@ def put(connection_id: str, route: Route) -> None:
         _routes.move_to_end(connection_id)
         while len(_routes) > MAX_ROUTES:
             _routes.popitem(last=False)
-
-
-def drop_listeners(connection_id: str, gone: list[str]) -> None:
-    """Listeners that answered 410: never posted to again from this cache."""
-    if not gone:
-        return
-    dropped = set(gone)
-    with _lock:
-        route = _routes.get(connection_id)
-        if route is not None:
-            remaining = {c: lang for c, lang in route.listeners.items() if c not in dropped}
-            _routes[connection_id] = Route(
-                route.session_id, route.speaker_user_id, remaining, route.read_at, route.joined_at
-            )
 
 
 def mark_gone(connection_ids: list[str]) -> list[str]:

@@ -390,12 +390,11 @@ def send_audio(caller: Caller, body: dict[str, Any]) -> None:
     if not caller.user_id or caller.user_id != route.speaker_user_id:
         raise Forbidden("only the session's speaker may send audio")
     joined_by = started - start_delay_ms()  # audible_from(joinedAt) <= started, taken once per frame
-    gone = broadcast_to(
+    broadcast_to(
         route.session_id,
         [(c, lang) for c, lang in route.listeners.items() if route.joined_at.get(c, 0) <= joined_by],
         protocol.message("audio", sessionId=route.session_id, seq=seq, audio=audio),
     )
-    audio_routes.drop_listeners(caller.connection_id, gone)
 
 
 def _read_route(caller: Caller) -> audio_routes.Route:
