@@ -207,9 +207,7 @@ def test_invocations_at_once_share_one_read_in_flight(clock: Clock) -> None:
 
     with ThreadPoolExecutor(4) as pool:
         answers = [pool.submit(audio_routes.get_or_read, "spk-1", 1000, read) for _ in range(4)]
-        deadline = time.monotonic() + 5
-        while not reads and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: bool(reads))
         time.sleep(0.1)  # the other three are waiting now
         release.set()
         routes = [answer.result(5) for answer in answers]

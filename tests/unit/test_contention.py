@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 
 from broadcast import dynamo
 from local_stack import aws_faults
-from tests.helpers import Driver, assert_invariants, run_concurrently
+from tests.helpers import Driver, assert_invariants, run_concurrently, wait_until
 
 KEYS = {"test-sessions": ["sessionId"], "test-connections": ["connectionId"], "test-rate-limits": ["limitKey"]}
 
@@ -57,9 +57,7 @@ def test_contention_overlapping_transactions_on_one_item_conflict(contention: An
     contention.transaction_seconds = 0.3
     first = threading.Thread(target=transact, args=("a",))
     first.start()
-    deadline = time.monotonic() + 5
-    while not contention.in_flight() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(contention.in_flight)
     transact("b")
     first.join()
     assert sorted(outcomes) == ["TransactionCanceledException:TransactionConflict,None", "ok"]
@@ -188,9 +186,7 @@ def test_contention_a_410_cleanup_in_conflict_is_left_not_retried_and_the_frame_
     contention.transaction_seconds = 0.5
     inside = threading.Thread(target=threaded.ddb.transact_write_items, kwargs=count_update(session_id, "other"))
     inside.start()
-    deadline = time.monotonic() + 5
-    while not contention.in_flight() and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(contention.in_flight)
     # WHEN the frame goes out
     result = send_audio.handler(audio_event("spk-1", 1), None)
     still_in_flight = contention.in_flight()

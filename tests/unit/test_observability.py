@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+from functools import partial
 from typing import Any
 
 import pytest
 
 from broadcast import aws
 from broadcast.handlers import end_session, send_audio
-from tests.helpers import Driver, audio_event, message_event
+from tests.helpers import Driver, audio_event, message_event, run_concurrently
 
 
-def emitted(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, dict[str, str]]]:
-    """(metric name, dimensions) for every EMF record printed since the last call."""
+def emitted_values(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, dict[str, str], list[float]]]:
+    """(metric name, dimensions, values) for every EMF record printed since the last call."""
     found = []
     for line in capsys.readouterr().out.splitlines():
         if not line.startswith('{"_aws"'):
@@ -24,8 +25,14 @@ def emitted(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, dict[str, str
             dimensions = {name: record[name] for group in directive["Dimensions"] for name in group}
             assert directive["Namespace"] == "BroadcastTests"
             for metric in directive["Metrics"]:
-                found.append((metric["Name"], dimensions))
+                value = record[metric["Name"]]
+                found.append((metric["Name"], dimensions, value if isinstance(value, list) else [value]))
     return found
+
+
+def emitted(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, dict[str, str]]]:
+    """(metric name, dimensions) for every EMF record printed since the last call."""
+    return [(name, dimensions) for name, dimensions, _ in emitted_values(capsys)]
 
 
 def names(records: list[tuple[str, dict[str, str]]]) -> list[str]:
@@ -141,8 +148,6 @@ def test_metrics_counted_on_many_threads_are_each_printed_once(capsys: pytest.Ca
     """Powertools keeps one metric set per process; threads of one process (the local stack's
     runtimes, the tests' bursts) add and flush it at once. Each count is printed exactly once,
     and no flush fails with 'dictionary changed size during iteration'."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from broadcast.observability import count, metrics
 
     threads, rounds, names_per_round = 8, 60, 12
@@ -154,17 +159,10 @@ def test_metrics_counted_on_many_threads_are_each_printed_once(capsys: pytest.Ca
                 count(f"Probe{thread}x{name}")
             metrics.flush_metrics()
 
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(invocation, range(threads)))  # re-raises a thread's error
+    run_concurrently(*(partial(invocation, t) for t in range(threads)))  # re-raises a thread's error
     metrics.flush_metrics()
 
     printed: dict[str, float] = {}
-    for line in capsys.readouterr().out.splitlines():
-        if line.startswith('{"_aws"'):
-            record = json.loads(line)
-            for directive in record["_aws"]["CloudWatchMetrics"]:
-                for metric in directive["Metrics"]:
-                    value = record[metric["Name"]]
-                    values = value if isinstance(value, list) else [value]
-                    printed[metric["Name"]] = printed.get(metric["Name"], 0) + sum(values)
+    for name, _, values in emitted_values(capsys):
+        printed[name] = printed.get(name, 0) + sum(values)
     assert printed == {f"Probe{t}x{n}": rounds for t in range(threads) for n in range(names_per_round)}
