@@ -169,6 +169,7 @@ def _serialize_moto() -> None:
     from local_stack import moto_speedups
 
     moto_speedups.install()  # its table-copy patch relies on every request holding MOTO_LOCK
+    _stop_reaches_a_starting_execution()
     if getattr(BotocoreStubber.__call__, "_locked", False):
         return
     unlocked = BotocoreStubber.__call__
@@ -183,6 +184,34 @@ def _serialize_moto() -> None:
 
     locked._locked = True  # type: ignore[attr-defined]
     BotocoreStubber.__call__ = locked  # type: ignore[method-assign]
+
+
+def _stop_reaches_a_starting_execution() -> None:
+    """A StopExecution right after its StartExecution stops the execution (once per process).
+
+    moto builds an execution's environment, and marks its program running, on the execution's
+    own thread. A StopExecution that came first met no environment and answered a 500 (`'NoneType'
+    object has no attribute 'set_stop'`), or met one not yet running and was ignored: either way
+    the timer of a connection that closed as soon as it opened ran on. On AWS the execution is
+    stopped. Here such a stop waits for the program to be running (the thread's first steps, no
+    request to moto among them), then stops it, and the execution ends ABORTED.
+    """
+    import time
+
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    if getattr(ExecutionWorker.stop, "_waits_for_start", False):
+        return
+    stop = ExecutionWorker.stop
+
+    def stop_once_running(self: Any, stop_date: Any, error: Any, cause: Any) -> None:
+        deadline = time.monotonic() + 5
+        while (self.env is None or self.env._program_state is None) and time.monotonic() < deadline:
+            time.sleep(0.001)
+        stop(self, stop_date=stop_date, error=error, cause=cause)
+
+    stop_once_running._waits_for_start = True  # type: ignore[attr-defined]
+    ExecutionWorker.stop = stop_once_running  # type: ignore[method-assign]
 
 
 def _scale_waits(time_scale: float | None) -> None:

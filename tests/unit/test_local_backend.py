@@ -11,9 +11,11 @@ from typing import Any
 import boto3
 import pytest
 
+from broadcast import timer
 from local_stack import template as cfn
 from local_stack.aws_backend import REGION, AwsBackend
 from tests.conftest import TABLE_NAMES
+from tests.helpers import wait_until
 
 
 def test_local_backend_timer_invocations_overlap_like_lambda() -> None:
@@ -139,6 +141,45 @@ def test_the_timer_definition_is_parsed_once_and_its_executions_stay_apart() -> 
     assert sorted(noticed) == [(c, "connectionRefreshRequired") for c in ("first", "second", "third")]
     assert len(parsed) == 3
     assert all(program is parsed[0] for program in parsed)
+
+
+def test_a_stop_right_after_the_start_stops_the_execution(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A connection that closes as soon as it opens: its $disconnect's StopExecution can come before
+    # the execution's thread has begun. moto answered that stop with a 500 (no environment yet)
+    # and the timer ran on. GIVEN execution threads slow to begin, as in a busy functions process
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    backend = AwsBackend(cfn.TEMPLATE, stack_name="stop-first", time_scale=1_000_000)
+    backend.start()
+    begin = ExecutionWorker._execution_logic
+
+    def slow_to_begin(self: Any) -> None:
+        time.sleep(0.2)
+        begin(self)
+
+    monkeypatch.setattr(ExecutionWorker, "_execution_logic", slow_to_begin)
+    try:
+        noticed: list[str] = []
+        assert backend._bridge is not None
+        backend._bridge.functions[backend.function_arn("NotifierFunction")] = lambda event, _: noticed.append(
+            event["connectionId"]
+        )
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        machine = backend.state_machine_arns["ConnectionTimer"]
+        # WHEN each of five executions is stopped as soon as it is started
+        arns = []
+        for n in range(5):
+            payload = timer.connection_input(f"brief-{n}", 0)
+            started = sfn.start_execution(stateMachineArn=machine, name=f"brief-{n}", input=json.dumps(payload))
+            sfn.stop_execution(executionArn=started["executionArn"])  # raised before the fix
+            arns.append(started["executionArn"])
+        wait_until(lambda: all(sfn.describe_execution(executionArn=a)["status"] != "RUNNING" for a in arns))
+        time.sleep(0.5)  # what a running timer would have done by now (its waits end in microseconds)
+        # THEN each ended ABORTED and none sent a notice
+        assert {sfn.describe_execution(executionArn=a)["status"] for a in arns} == {"ABORTED"}
+        assert noticed == []
+    finally:
+        backend.stop()
 
 
 def _listener_item(i: int, language: str) -> dict[str, Any]:
