@@ -16,6 +16,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -117,24 +118,16 @@ class MotoWorker:
         if MOTO_LOCK.held_here():
             return call()
         self._start()
-        done = threading.Lock()
-        done.acquire()
-        outcome: list[tuple[bool, Any]] = []
+        answer: Future[Any] = Future()
 
         def job() -> None:
             try:
-                outcome.append((True, call()))
+                answer.set_result(call())
             except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
-                outcome.append((False, exc))
-            finally:
-                done.release()
+                answer.set_exception(exc)
 
         self._queue.put(job)
-        done.acquire()
-        ok, value = outcome[0]
-        if not ok:
-            raise value
-        return value
+        return answer.result()
 
     def _start(self) -> None:
         if self._thread is not None:
