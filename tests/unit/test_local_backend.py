@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -475,6 +477,8 @@ _UPDATES: list[tuple[str, dict[str, str], dict[str, Any], str | None]] = [
     ("SET sessionId = :v", {}, {":v": {"S": "other"}}, "ValidationException"),  # the key
     ("ADD #s :n", {"#s": "status"}, {":n": {"N": "1"}}, "ValidationException"),  # type mismatch
     ("SET missing.deep = :v", {}, {":v": {"N": "1"}}, "ValidationException"),  # no such path
+    ("ADD x :n ADD y :n", {}, {":n": {"N": "1"}}, "ValidationException"),  # two ADD clauses
+    ("SET status = :s", {}, {":s": {"S": "x"}}, "ValidationException"),  # a reserved word
 ]
 
 
@@ -525,3 +529,92 @@ def test_update_expressions_walked_with_one_processing_map_change_what_moto_woul
     assert item["status"] == {"S": "ended"}
     assert "speakerGoneAt" not in item
     assert item["members"] == {"SS": ["y"]}
+
+
+# Conditions as the backend writes them (rate limits, joins), and ones moto refuses.
+_CONDITIONS = [
+    ("attribute_not_exists(hits) OR hits < :limit", {}, {":limit": {"N": "2"}}),
+    ("attribute_not_exists(hits) OR hits < :limit", {}, {":limit": {"N": "2"}}),
+    ("attribute_not_exists(hits) OR hits < :limit", {}, {":limit": {"N": "2"}}),  # now at the limit: refused
+    ("attribute_exists(hits) AND #h >= :one", {"#h": "hits"}, {":one": {"N": "1"}}),
+    ("hits = :limit", {}, {":limit": {"N": "9"}}),  # false: refused
+    ("name = :one", {}, {":one": {"N": "1"}}),  # a reserved word
+]
+
+
+def _apply_conditions(ddb: Any) -> tuple[dict[str, Any], list[str]]:
+    table = TABLE_NAMES["RateLimitsTable"]
+    key = {"limitKey": {"S": "join#10.0.0.1#0"}}
+    ddb.delete_item(TableName=table, Key=key)
+    errors = []
+    for condition, names, values in _CONDITIONS:
+        arguments: dict[str, Any] = {"ExpressionAttributeValues": {":inc": {"N": "1"}, **values}}
+        if names:
+            arguments["ExpressionAttributeNames"] = names
+        try:
+            ddb.update_item(
+                TableName=table, Key=key, UpdateExpression="ADD hits :inc", ConditionExpression=condition, **arguments
+            )
+            errors.append("")
+        except ddb.exceptions.ClientError as exc:
+            errors.append(exc.response["Error"]["Code"])
+    return ddb.get_item(TableName=table, Key=key)["Item"], errors
+
+
+@contextlib.contextmanager
+def _moto_as_shipped() -> Iterator[None]:
+    """moto's own code for what moto_speedups' expression patches replace, for the length of the block."""
+    import copy
+
+    from moto.core import responses
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+    from moto.dynamodb.parsing import validators
+    from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
+    from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+
+    saved = (
+        DepthFirstTraverser.traverse,
+        Node.find_clauses,
+        ReservedKeywords.KEYWORDS,
+        responses.method_names_from_class,
+        ConditionExpressionParser._lex_condition_expression,
+        validators.deepcopy,
+    )
+    DepthFirstTraverser.traverse = saved[0].original  # type: ignore[attr-defined,method-assign]
+    Node.find_clauses = saved[1].original  # type: ignore[attr-defined,method-assign]
+    ReservedKeywords.KEYWORDS = list(saved[2] or [])
+    responses.method_names_from_class = saved[3].__wrapped__  # type: ignore[attr-defined]
+    ConditionExpressionParser._lex_condition_expression = saved[4].original  # type: ignore[attr-defined,method-assign]
+    validators.deepcopy = copy.deepcopy  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        (
+            DepthFirstTraverser.traverse,
+            Node.find_clauses,
+            ReservedKeywords.KEYWORDS,
+            responses.method_names_from_class,
+            ConditionExpressionParser._lex_condition_expression,
+            validators.deepcopy,
+        ) = saved  # type: ignore[method-assign]
+
+
+def test_updates_and_conditions_answer_as_moto_does_without_the_speedups(threaded: Any) -> None:
+    # moto_speedups looks node types up once instead of asking ABCMeta at every node, keeps the
+    # reserved words in a set, lexes each ConditionExpression string once and copies parsed trees
+    # by pickle: the same items and the same refusals as moto's own code.
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    ddb = threaded.ddb
+    item, errors = _apply_updates(ddb)
+    limited, refused = _apply_conditions(ddb)
+    with _moto_as_shipped():
+        expected_item, expected_errors = _apply_updates(ddb)
+        expected_limited, expected_refused = _apply_conditions(ddb)
+    assert (item, errors) == (expected_item, expected_errors)
+    assert (limited, refused) == (expected_limited, expected_refused)
+    assert errors[-2:] == ["ValidationException", "ValidationException"]
+    failed = "ConditionalCheckFailedException"
+    assert refused == ["", "", failed, "", failed, "ValidationException"]
+    assert limited["hits"] == {"N": "3"}
