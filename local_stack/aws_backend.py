@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import importlib
+import inspect
 import os
 import queue
 import sys
@@ -163,6 +164,7 @@ def _serialize_moto() -> None:
 
     moto_speedups.install()  # its table-copy patch relies on every request holding MOTO_LOCK
     _stop_reaches_a_starting_execution()
+    _start_executions_on_their_own()
     if getattr(BotocoreStubber.__call__, "_locked", False):
         return
     unlocked = BotocoreStubber.__call__
@@ -205,6 +207,52 @@ def _stop_reaches_a_starting_execution() -> None:
 
     stop_once_running._waits_for_start = True  # type: ignore[attr-defined]
     ExecutionWorker.stop = stop_once_running  # type: ignore[method-assign]
+
+
+class _Starter:
+    """Starts threads one after another on a thread of its own, so that whoever asks does not wait."""
+
+    def __init__(self) -> None:
+        self._pending: queue.SimpleQueue[threading.Thread] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self, thread: threading.Thread) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name="execution-starter", daemon=True)
+                self._thread.start()
+        self._pending.put(thread)
+
+    def _serve(self) -> None:
+        while True:
+            self._pending.get().start()
+
+
+def _start_executions_on_their_own() -> None:
+    """StartExecution answers without waiting for its execution's thread to run (once per process).
+
+    moto starts each execution on a new thread, inside StartExecution, and `Thread.start()` waits
+    until that thread has run its first steps. That thread needs the GIL, in a process where
+    hundreds of threads want it: in the hall of 500 a StartExecution held the moto thread about
+    8 ms for 2 ms of work, and every request behind it waited too. On AWS StartExecution answers
+    as soon as the execution is recorded; so here the thread is started from a thread of its own.
+    A StopExecution that arrives first waits for it (`_stop_reaches_a_starting_execution`).
+    """
+    from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+
+    if getattr(ExecutionWorker.start, "_on_its_own", False):
+        return
+    assert "execution_logic_thread.start()" in inspect.getsource(ExecutionWorker.start), (
+        "moto starts executions differently now: revisit this patch"
+    )
+    starter = _Starter()
+
+    def start(self: Any) -> None:
+        starter.start(threading.Thread(target=self._execution_logic, daemon=True))
+
+    start._on_its_own = True  # type: ignore[attr-defined]
+    ExecutionWorker.start = start  # type: ignore[method-assign]
 
 
 def _scale_waits(time_scale: float | None) -> None:

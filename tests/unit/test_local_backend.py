@@ -618,3 +618,38 @@ def test_updates_and_conditions_answer_as_moto_does_without_the_speedups(threade
     failed = "ConditionalCheckFailedException"
     assert refused == ["", "", failed, "", failed, "ValidationException"]
     assert limited["hits"] == {"N": "3"}
+
+
+def test_a_start_execution_leaves_starting_its_thread_to_another(monkeypatch: pytest.MonkeyPatch) -> None:
+    # moto's StartExecution started the execution's thread itself and waited for it to begin (a
+    # wait for the GIL, on the one thread that runs moto's requests). GIVEN the thread that starts
+    # each execution's thread recorded
+    backend = AwsBackend(cfn.TEMPLATE, stack_name="starts", time_scale=1_000_000)
+    backend.start()
+    starters: list[str] = []
+    start = threading.Thread.start
+
+    def recorded(self: threading.Thread) -> None:
+        if getattr(self, "_target", None) is not None and getattr(self._target, "__name__", "") == "_execution_logic":
+            starters.append(threading.current_thread().name)
+        start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", recorded)
+    try:
+        noticed: list[str] = []
+        assert backend._bridge is not None
+        backend._bridge.functions[backend.function_arn("NotifierFunction")] = lambda event, _: noticed.append(
+            event["connectionId"]
+        )
+        sfn = boto3.client("stepfunctions", region_name=REGION)
+        machine = backend.state_machine_arns["ConnectionTimer"]
+        # WHEN three timers are started
+        for n in range(3):
+            sfn.start_execution(
+                stateMachineArn=machine, name=f"t-{n}", input=json.dumps(timer.connection_input(f"t-{n}", 0))
+            )
+        # THEN each runs (and notifies) as before, its thread started by the starter, not by moto's request
+        wait_until(lambda: len(set(noticed)) == 3)
+        assert starters == ["execution-starter"] * 3
+    finally:
+        backend.stop()
