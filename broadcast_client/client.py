@@ -50,6 +50,9 @@ class SessionError(Exception):
         self.reply = message
 
 
+REQUEST_TIMEOUT = 15.0  # real seconds a request waits for its reply
+
+
 @dataclass(frozen=True)
 class Timing:
     """The service's clock, in seconds of *its* time; `time_scale` > 1 for a time-compressed local stack."""
@@ -193,7 +196,17 @@ class _Link:
         self.last_traffic = time.monotonic()
         await self.ws.send(json.dumps(payload, separators=(",", ":")))
 
-    async def request(self, payload: dict[str, Any], *types: str, timeout: float = 15) -> dict[str, Any]:
+    async def settle(self, timeout: float = REQUEST_TIMEOUT) -> None:
+        """Wait, up to `timeout`, for the replies to the requests still waiting on this link.
+
+        A handover closes the old connection once the new one is current; a request sent on the
+        old one just before (an `endSession`, a status poll) is answered on the old one, and closing
+        it first lost that reply ("connection closed"). The link closing (its cut) ends the wait."""
+        pending = [future for _, _, future in self._waiters if not future.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    async def request(self, payload: dict[str, Any], *types: str, timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
         """Send `payload`; return the first reply of one of `types`; raise SessionError on its `error`."""
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         entry = (types, str(payload["action"]), future)
@@ -435,6 +448,7 @@ class _Participant:
             self.stats.longest_handover = max(self.stats.longest_handover, handover)
             self._emit(Event("refreshed", {"role": self.role, "handoverSeconds": handover}))
         await self._handover(old, new)
+        await old.settle()
         await old.close()
 
     async def _reconnect(self) -> None:

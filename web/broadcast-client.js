@@ -178,6 +178,16 @@ class Link {
     this.timers.push(setTimeout(action, seconds * 1000));
   }
 
+  /**
+   * Wait, up to `timeoutSeconds`, for the replies to requests still waiting on this link. A
+   * handover closes the old connection next; a request sent on it just before (an endSession, a
+   * status poll) is answered on it, and closing it first lost that reply. Its close ends the wait.
+   */
+  async settle(timeoutSeconds) {
+    const until = Date.now() + timeoutSeconds * 1000;
+    while (this.waiters.length > 0 && this.open && Date.now() < until) await sleep(0.02);
+  }
+
   /** Close with 1000 once what we sent has left (bufferedAmount drained), as a handover needs. */
   async close() {
     this.closing = true;
@@ -354,6 +364,7 @@ class Participant extends EventTarget {
     this.emit("refreshed", { handoverSeconds: (Date.now() - started) / 1000 });
     this.setState("live", "refreshed");
     await this.handover(old, fresh);
+    await old.settle(this.timing.requestTimeout);
     await old.close();
   }
 

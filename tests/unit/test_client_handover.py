@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from broadcast_client import Event, Frame, Listener, Timing
 
@@ -184,3 +185,65 @@ def test_listener_handover_close_to_the_cut_waits_until_the_cut() -> None:
     assert [e for e in events if e.type == "gap"] == []
     assert listener.stats.handover_only_old == 1
     assert listener.stats.handovers_timed_out == 0
+
+
+class AnswersOnTheOldConnection:
+    """Connection 0 joins and hears frame 0; a status poll on it is answered only after connection 1
+    has refreshed and delivered frame 1, so the handover is over by the time the reply comes."""
+
+    def __init__(self) -> None:
+        self.connections: list[ServerConnection] = []
+        self.refreshed = asyncio.Event()
+        self.reply_sent: bool | None = None
+
+    async def handle(self, ws: ServerConnection) -> None:
+        self.connections.append(ws)
+        async for raw in ws:
+            body = json.loads(raw)
+            if body["action"] == "joinSession":
+                joined = {"type": "sessionJoined", "timestamp": 0, "sessionId": SESSION, "sourceLanguage": "en"}
+                joined |= {"targetLanguage": "es", "listenerCount": 1, "audioFormat": "pcm_s16le/16000/1"}
+                await ws.send(json.dumps({**joined, "resumeToken": "token-0"}))
+                await ws.send(audio(0))
+            elif body["action"] == "getSessionStatus":
+                notice = {"type": "connectionRefreshRequired", "timestamp": 0, "sessionId": SESSION}
+                await ws.send(json.dumps({**notice, "role": "listener", "targetLanguage": "es", "refreshBy": 0}))
+                await self.refreshed.wait()
+                await asyncio.sleep(0.3)  # the reply comes after the handover
+                status = {"type": "sessionStatus", "timestamp": 0, "sessionId": SESSION, "isActive": True}
+                try:
+                    await ws.send(json.dumps({**status, "listenerCount": 1}))
+                    self.reply_sent = True
+                except ConnectionClosed:
+                    self.reply_sent = False
+            elif body["action"] == "refreshConnection":
+                complete = {"type": "connectionRefreshComplete", "timestamp": 0, "sessionId": SESSION}
+                complete |= {"role": "listener", "targetLanguage": "es", "sourceLanguage": "en"}
+                await ws.send(json.dumps({**complete, "audioFormat": "pcm_s16le/16000/1", "resumeToken": "token-1"}))
+                await ws.send(audio(1))  # the new connection delivers: the listener's handover is done
+                self.refreshed.set()
+
+
+def test_a_request_sent_just_before_a_handover_gets_its_reply_on_the_old_connection() -> None:
+    # GIVEN a status poll on the current connection, answered there only after a refresh has
+    # handed the listener over to a new connection (an endSession in a hall's last refresh wave
+    # met the same: the old connection closed at once and the reply was lost)
+    gateway = AnswersOnTheOldConnection()
+
+    async def scenario() -> tuple[dict[str, Any], Listener]:
+        async with serve(gateway.handle, "127.0.0.1", 0) as server:
+            port = server.sockets[0].getsockname()[1]
+            # routes settle at once: the new connection's first frame ends the listener's handover
+            timing = Timing(gap_timeout=5.0, route_settle=0.0)
+            listener = Listener(f"ws://127.0.0.1:{port}/live", SESSION, "es", timing=timing)
+            await listener.connect()
+            try:
+                return await asyncio.wait_for(listener.status(), 10), listener
+            finally:
+                await listener.close()
+
+    reply, listener = asyncio.run(scenario())
+    # THEN the old connection stayed open until the reply came, and the poll got it
+    assert reply["type"] == "sessionStatus"
+    assert gateway.reply_sent is True
+    assert listener.stats.refreshes == 1

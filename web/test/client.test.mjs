@@ -97,6 +97,30 @@ test("client: close to the old connection's cut, the handover still waits, up to
   await heldBackHandover(t, 800, "old connection closed before its cut with a frame still on its way");
 });
 
+test("client: a request sent just before a handover gets its reply on the old connection", async () => {
+  // GIVEN a status poll on the current connection, answered there only after a refresh has handed
+  // the listener over (routes settle at once: the new connection's first frame ends the handover)
+  const gateway = listenerGateway();
+  const t = fast({ routeSettle: 0, startHold: 0 });
+  const listener = new Listener("ws://x/live", SESSION, "es", { timing: t, WebSocketImpl: gateway.WebSocket });
+  await listener.connect();
+  try {
+    const [old] = gateway.open();
+    old.deliver(audio(0));
+    const polled = listener.status();
+    old.deliver({ type: "connectionRefreshRequired", sessionId: SESSION, role: "listener", refreshBy: 0 });
+    await until(() => listener.stats.refreshes === 1);
+    gateway.sockets[1].deliver(audio(1));
+    await sleep(100); // the handover is over; the reply comes after it
+    old.deliver({ type: "sessionStatus", sessionId: SESSION, isActive: true, listenerCount: 1 });
+    // THEN the old connection was still open for it, and the poll got it
+    assert.equal((await polled).type, "sessionStatus");
+    await until(() => old.readyState === 3);
+  } finally {
+    listener.close();
+  }
+});
+
 test("client: an unexpected close reconnects with the resumeToken and reports the frames missed as a gap", async () => {
   const gateway = listenerGateway();
   const listener = new Listener("ws://x/live", SESSION, "es", {
