@@ -145,14 +145,27 @@ def test_the_timer_definition_is_parsed_once_and_its_executions_stay_apart() -> 
     assert all(program is parsed[0] for program in parsed)
 
 
+def _timer_backend(stack_name: str) -> tuple[AwsBackend, list[str], Any, str]:
+    """A started backend whose Notifier records the connections it is invoked for; its Step Functions
+    client and the connection timer's ARN."""
+    backend = AwsBackend(cfn.TEMPLATE, stack_name=stack_name, time_scale=1_000_000)
+    backend.start()
+    noticed: list[str] = []
+    assert backend._bridge is not None
+    backend._bridge.functions[backend.function_arn("NotifierFunction")] = lambda event, _: noticed.append(
+        event["connectionId"]
+    )
+    sfn = boto3.client("stepfunctions", region_name=REGION)
+    return backend, noticed, sfn, backend.state_machine_arns["ConnectionTimer"]
+
+
 def test_a_stop_right_after_the_start_stops_the_execution(monkeypatch: pytest.MonkeyPatch) -> None:
     # A connection that closes as soon as it opens: its $disconnect's StopExecution can come before
     # the execution's thread has begun. moto answered that stop with a 500 (no environment yet)
     # and the timer ran on. GIVEN execution threads slow to begin, as in a busy functions process
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
-    backend = AwsBackend(cfn.TEMPLATE, stack_name="stop-first", time_scale=1_000_000)
-    backend.start()
+    backend, noticed, sfn, machine = _timer_backend("stop-first")
     begin = ExecutionWorker._execution_logic
 
     def slow_to_begin(self: Any) -> None:
@@ -161,13 +174,6 @@ def test_a_stop_right_after_the_start_stops_the_execution(monkeypatch: pytest.Mo
 
     monkeypatch.setattr(ExecutionWorker, "_execution_logic", slow_to_begin)
     try:
-        noticed: list[str] = []
-        assert backend._bridge is not None
-        backend._bridge.functions[backend.function_arn("NotifierFunction")] = lambda event, _: noticed.append(
-            event["connectionId"]
-        )
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        machine = backend.state_machine_arns["ConnectionTimer"]
         # WHEN each of five executions is stopped as soon as it is started
         arns = []
         for n in range(5):
@@ -572,31 +578,23 @@ def _moto_as_shipped() -> Iterator[None]:
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
     from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
 
-    saved = (
-        DepthFirstTraverser.traverse,
-        Node.find_clauses,
-        ReservedKeywords.KEYWORDS,
-        responses.method_names_from_class,
-        ConditionExpressionParser._lex_condition_expression,
-        validators.deepcopy,
-    )
-    DepthFirstTraverser.traverse = saved[0].original  # type: ignore[attr-defined,method-assign]
-    Node.find_clauses = saved[1].original  # type: ignore[attr-defined,method-assign]
-    ReservedKeywords.KEYWORDS = list(saved[2] or [])
-    responses.method_names_from_class = saved[3].__wrapped__  # type: ignore[attr-defined]
-    ConditionExpressionParser._lex_condition_expression = saved[4].original  # type: ignore[attr-defined,method-assign]
-    validators.deepcopy = copy.deepcopy  # type: ignore[attr-defined]
+    lexer = ConditionExpressionParser._lex_condition_expression
+    shipped: list[tuple[Any, str, Any]] = [
+        (DepthFirstTraverser, "traverse", DepthFirstTraverser.traverse.original),  # type: ignore[attr-defined]
+        (Node, "find_clauses", Node.find_clauses.original),  # type: ignore[attr-defined]
+        (ReservedKeywords, "KEYWORDS", list(ReservedKeywords.KEYWORDS or [])),
+        (responses, "method_names_from_class", responses.method_names_from_class.__wrapped__),  # type: ignore[attr-defined]
+        (ConditionExpressionParser, "_lex_condition_expression", lexer.original),  # type: ignore[attr-defined]
+        (validators, "deepcopy", copy.deepcopy),
+    ]
+    saved = [(owner, name, getattr(owner, name)) for owner, name, _ in shipped]
+    for owner, name, value in shipped:
+        setattr(owner, name, value)
     try:
         yield
     finally:
-        (
-            DepthFirstTraverser.traverse,
-            Node.find_clauses,
-            ReservedKeywords.KEYWORDS,
-            responses.method_names_from_class,
-            ConditionExpressionParser._lex_condition_expression,
-            validators.deepcopy,
-        ) = saved  # type: ignore[method-assign]
+        for owner, name, value in saved:
+            setattr(owner, name, value)
 
 
 def test_updates_and_conditions_answer_as_moto_does_without_the_speedups(threaded: Any) -> None:
@@ -624,8 +622,7 @@ def test_a_start_execution_leaves_starting_its_thread_to_another(monkeypatch: py
     # moto's StartExecution started the execution's thread itself and waited for it to begin (a
     # wait for the GIL, on the one thread that runs moto's requests). GIVEN the thread that starts
     # each execution's thread recorded
-    backend = AwsBackend(cfn.TEMPLATE, stack_name="starts", time_scale=1_000_000)
-    backend.start()
+    backend, noticed, sfn, machine = _timer_backend("starts")
     starters: list[str] = []
     start = threading.Thread.start
 
@@ -636,13 +633,6 @@ def test_a_start_execution_leaves_starting_its_thread_to_another(monkeypatch: py
 
     monkeypatch.setattr(threading.Thread, "start", recorded)
     try:
-        noticed: list[str] = []
-        assert backend._bridge is not None
-        backend._bridge.functions[backend.function_arn("NotifierFunction")] = lambda event, _: noticed.append(
-            event["connectionId"]
-        )
-        sfn = boto3.client("stepfunctions", region_name=REGION)
-        machine = backend.state_machine_arns["ConnectionTimer"]
         # WHEN three timers are started
         for n in range(3):
             sfn.start_execution(
