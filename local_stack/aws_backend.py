@@ -17,7 +17,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -209,26 +209,6 @@ def _stop_reaches_a_starting_execution() -> None:
     ExecutionWorker.stop = stop_once_running  # type: ignore[method-assign]
 
 
-class _Starter:
-    """Starts threads one after another on a thread of its own, so that whoever asks does not wait."""
-
-    def __init__(self) -> None:
-        self._pending: queue.SimpleQueue[threading.Thread] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def start(self, thread: threading.Thread) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._serve, name="execution-starter", daemon=True)
-                self._thread.start()
-        self._pending.put(thread)
-
-    def _serve(self) -> None:
-        while True:
-            self._pending.get().start()
-
-
 def _start_executions_on_their_own() -> None:
     """StartExecution answers without waiting for its execution's thread to run (once per process).
 
@@ -236,7 +216,8 @@ def _start_executions_on_their_own() -> None:
     until that thread has run its first steps. That thread needs the GIL, in a process where
     hundreds of threads want it: in the hall of 500 a StartExecution held the moto thread about
     8 ms for 2 ms of work, and every request behind it waited too. On AWS StartExecution answers
-    as soon as the execution is recorded; so here the thread is started from a thread of its own.
+    as soon as the execution is recorded; so here the thread is started from a thread of its own
+    (an executor's one worker).
     A StopExecution that arrives first waits for it (`_stop_reaches_a_starting_execution`).
     """
     from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -246,10 +227,10 @@ def _start_executions_on_their_own() -> None:
     assert "execution_logic_thread.start()" in inspect.getsource(ExecutionWorker.start), (
         "moto starts executions differently now: revisit this patch"
     )
-    starter = _Starter()
+    starter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="execution-starter")
 
     def start(self: Any) -> None:
-        starter.start(threading.Thread(target=self._execution_logic, daemon=True))
+        starter.submit(threading.Thread(target=self._execution_logic, daemon=True).start)
 
     start._on_its_own = True  # type: ignore[attr-defined]
     ExecutionWorker.start = start  # type: ignore[method-assign]

@@ -640,6 +640,6 @@ def test_a_start_execution_leaves_starting_its_thread_to_another(monkeypatch: py
             )
         # THEN each runs (and notifies) as before, its thread started by the starter, not by moto's request
         wait_until(lambda: len(set(noticed)) == 3)
-        assert starters == ["execution-starter"] * 3
+        assert starters == ["execution-starter_0"] * 3
     finally:
         backend.stop()
