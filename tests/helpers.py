@@ -54,6 +54,11 @@ class ServiceClock:
     def advance(self, seconds: float) -> None:
         self.offset += seconds
 
+    def to_start_of_window(self, window_seconds: int) -> None:
+        """Move forward to one second into the next fixed rate-limit window, so that a test's
+        requests (and the waits they advance this clock by) all fall in the same window."""
+        self.advance(window_seconds - self() % window_seconds + 1)
+
 
 SERVICE_CLOCK = ServiceClock()  # installed for every test by conftest
 

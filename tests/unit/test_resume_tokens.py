@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from broadcast import clock, config, protocol, resume_tokens
-from tests.helpers import Driver
+from tests.helpers import SERVICE_CLOCK, Driver
 
 
 @pytest.fixture
@@ -92,6 +92,7 @@ def test_refresh_without_resume_token_counts_against_join_limit(
 ) -> None:
     monkeypatch.setenv("RATE_LIMIT_JOINS_PER_IP_PER_MINUTE", "1")
     config.reset()
+    SERVICE_CLOCK.to_start_of_window(60)  # the join and the refresh in one minute, not across two
     session_id = driver.speaker_session()
     assert driver.join("lst-1", session_id)["type"] == "sessionJoined"
     # The one join of this minute is spent: a refresh that proves nothing is refused ...
