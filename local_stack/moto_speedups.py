@@ -1,4 +1,4 @@
-"""Thirteen of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
+"""Sixteen of moto's costs that AWS does not have, removed so that the emulator can hold a hall.
 
 Each was found with py-spy on the hall scenario (100 listeners at TIME_SCALE=300), where the
 emulator's one process and its one GIL carry every connection, function and timer:
@@ -48,6 +48,15 @@ emulator's one process and its one GIL carry every connection, function and time
     the same tree in half the time.
 - Every request listed the methods of its response class with inspect.getmembers (a few hundred
   attributes) to check that the action is one: listed once per class.
+- Three in every request, whatever it asks (a GetItem took 1.0 to 1.2 ms of the moto thread's
+  CPU, about 0.2 ms less after them):
+  - its service was found by matching its URL against 53 services' patterns, then the
+    service's own URLs, each compiled again: found once per URL;
+  - its werkzeug Request was built by werkzeug's test client (an EnvironBuilder); for a POST of
+    a body to `/` (every DynamoDB and Step Functions request) the environ is written directly,
+    the same keys and values;
+  - its 52-character request id was drawn one `random.choice` at a time: drawn with one
+    `choices`, from the same seedable source.
 
 What moto computes is unchanged: the same operations, conditions and errors, on the same
 state; tests/unit/test_local_backend.py checks the rollback of a cancelled transaction.
@@ -60,8 +69,10 @@ import abc
 import copy
 import functools
 import inspect
+import io
 import json
 import re
+import sys
 import threading
 from typing import Any
 
@@ -88,6 +99,9 @@ def install() -> None:
         _method_names_once_per_class()
         _lex_each_condition_once()
         _copy_update_trees_by_pickle()
+        _dispatch_each_url_once()
+        _json_requests_built_without_the_test_client()
+        _request_ids_drawn_at_once()
         _installed = True
 
 
@@ -508,6 +522,192 @@ def _copy_update_trees_by_pickle() -> None:
 
     deepcopy.by_pickle = True  # type: ignore[attr-defined]
     validators.deepcopy = deepcopy  # type: ignore[attr-defined]
+
+
+def _dispatch_each_url_once() -> None:
+    """moto finds the service of every request by matching its URL against every service's
+    patterns (53 regular expressions), then the service's own URLs, each compiled again. The
+    answer depends on the URL alone (a service's URLs map to its response class's `dispatch`,
+    a classmethod that makes a new handler per request), so it is kept per URL; what follows
+    the match is moto's own code, unchanged."""
+    from moto.core import botocore_stubber
+    from moto.core.exceptions import HTTPException
+    from moto.core.request import normalize_request
+    from moto.core.utils import get_equivalent_url_in_aws_domain
+
+    stubber = botocore_stubber.BotocoreStubber
+    original = stubber.process_request
+    if getattr(original, "cached_dispatch", False):
+        return
+    source = inspect.getsource(original)
+    for line in (
+        "for service, pattern in backend_index.backend_url_patterns:",
+        "for url, method_to_execute in backend.urls.items():",
+        "recorder._record_request(normalized_request)",
+        "normalized_request.raw_url,",
+    ):
+        assert line in source, "moto's BotocoreStubber.process_request changed: revisit this patch"
+    targets: dict[str, Any] = {}
+
+    def process_request(self: Any, request: Any) -> Any:
+        parsed_url, _ = get_equivalent_url_in_aws_domain(request.url)
+        clean_url = f"{parsed_url.scheme}://{parsed_url.netloc}{parsed_url.path}"
+        target = targets.get(clean_url)
+        if target is None:
+            target = dispatcher_of(clean_url)
+            if target is None:
+                return original(self, request)  # not one to keep (passthrough, unknown, refused): moto decides
+            targets[clean_url] = target
+        from moto.moto_api import recorder
+
+        normalized_request = normalize_request(request)
+        try:
+            recorder._record_request(normalized_request)
+            status, headers, body = target(normalized_request, normalized_request.raw_url, normalized_request.headers)
+        except HTTPException as e:
+            status, headers, body = e.code, e.get_headers(), e.get_body()
+        return status, headers, body
+
+    process_request.cached_dispatch = True  # type: ignore[attr-defined]
+    process_request.original = original  # type: ignore[attr-defined]
+    stubber.process_request = process_request  # type: ignore[method-assign]
+
+
+def dispatcher_of(clean_url: str) -> Any:
+    """What moto's BotocoreStubber.process_request calls for `clean_url`, when it is a response
+    class's `dispatch` (the same for every request to that URL); None otherwise."""
+    import moto.backend_index as backend_index
+    import moto.backends as backends
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.core.base_backend import BackendDict
+    from moto.core.config import passthrough_service, passthrough_url, service_whitelisted
+
+    if passthrough_url(clean_url):
+        return None
+    for service, pattern in backend_index.backend_url_patterns:
+        if pattern.match(clean_url):
+            if passthrough_service(service) or not service_whitelisted(service):
+                return None
+            backend_dict = backends.get_backend(service)  # type: ignore[call-overload]
+            if isinstance(backend_dict, BackendDict):
+                regions = backend_dict[DEFAULT_ACCOUNT_ID]
+                backend = regions["us-east-1"] if "us-east-1" in regions else regions["aws"]
+            else:
+                backend = backend_dict["global"]
+            for url, method in backend.urls.items():
+                if re.compile(url).match(clean_url):
+                    stateless = inspect.ismethod(method) and isinstance(method.__self__, type)
+                    return method if stateless else None
+            return None
+    return None
+
+
+def _json_requests_built_without_the_test_client() -> None:
+    """moto turns each request into a werkzeug Request through werkzeug's test client
+    (`Request.from_values`, an EnvironBuilder): about a quarter of a GetItem's time. A DynamoDB
+    or Step Functions request is a POST of a body to `/` with no query; for those the environ
+    is written here, key for key what EnvironBuilder writes (tests/unit/test_local_backend.py
+    compares the two), and any other request goes the way moto sends it."""
+    from urllib.parse import urlsplit
+
+    from moto.core import request as moto_request
+
+    cls = moto_request.Request
+    original = cls.from_primitives.__func__  # type: ignore[attr-defined]
+    if getattr(original, "direct_environ", False):
+        return
+    source = inspect.getsource(original)
+    for line in ("cls.from_values(", "PRESERVED_HEADER_NAMES_ENVIRON_KEY", 'setdefault("CONTENT_LENGTH", "0")'):
+        assert line in source, "moto's Request.from_primitives changed: revisit this patch"
+    preserved_key = moto_request.PRESERVED_HEADER_NAMES_ENVIRON_KEY
+    key_for = moto_request.environ_key_for_header
+    preserve = moto_request.should_preserve_original_header_name
+    default_ports = {"http": "80", "https": "443"}
+
+    def from_primitives(cls: Any, method: str, url: str, headers: Any, body: Any = None) -> Any:
+        parts = urlsplit(url)
+        if (
+            method != "POST"
+            or not isinstance(body, bytes)
+            or parts.path != "/"
+            or parts.query
+            or parts.fragment
+            or parts.scheme not in default_ports
+            or not parts.netloc
+            or ":" in parts.netloc
+            or "@" in parts.netloc
+        ):
+            return original(cls, method, url, headers, body)
+        header_items = [
+            (key, value.decode("utf-8") if isinstance(value, bytes) else value)
+            for key, value in headers.items()
+            if key.lower() != "transfer-encoding"
+        ]
+        environ: dict[str, Any] = {
+            "REQUEST_METHOD": "POST",
+            "SCRIPT_NAME": "",
+            "PATH_INFO": "/",
+            "QUERY_STRING": "",
+            "REQUEST_URI": "/",
+            "RAW_URI": "/",
+            "SERVER_NAME": parts.netloc,
+            "SERVER_PORT": default_ports[parts.scheme],
+            "HTTP_HOST": parts.netloc,
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.version": (1, 0),
+            "wsgi.url_scheme": parts.scheme,
+            "wsgi.input": io.BytesIO(body),
+            "wsgi.errors": sys.stderr,
+            "wsgi.multithread": False,
+            "wsgi.multiprocess": False,
+            "wsgi.run_once": False,
+        }
+        content_type = None
+        combined: dict[str, list[str]] = {}
+        for key, value in header_items:
+            lowered = key.lower()
+            if lowered == "content-type":
+                content_type = value if content_type is None else content_type
+            elif lowered != "content-length":
+                combined.setdefault(f"HTTP_{key.upper().replace('-', '_')}", []).append(value)
+        if content_type is not None:
+            environ["CONTENT_TYPE"] = content_type
+        if body:  # an empty body gets its CONTENT_LENGTH last, from moto's setdefault
+            environ["CONTENT_LENGTH"] = str(len(body))
+        for key, values in combined.items():
+            environ[key] = ", ".join(values)
+        request = cls(environ)
+        request.environ[preserved_key] = {key_for(key): key for key, _ in header_items if preserve(key)}
+        request.environ.setdefault("CONTENT_LENGTH", "0")
+        return request
+
+    from_primitives.direct_environ = True  # type: ignore[attr-defined]
+    from_primitives.original = original  # type: ignore[attr-defined]
+    cls.from_primitives = classmethod(from_primitives)  # type: ignore[assignment]
+
+
+def _request_ids_drawn_at_once() -> None:
+    """Every answer gets a 52-character request id, drawn one `choice` at a time (a tenth of a
+    GetItem's time). `choices` draws the same kind of string from moto's same (seedable) random
+    source in one call."""
+    import string
+
+    from moto.moto_api._internal.moto_random import MotoRandom
+
+    if getattr(MotoRandom.get_random_string, "at_once", False):
+        return
+    assert "self.choice(pool) for i in range(length)" in inspect.getsource(MotoRandom.get_random_string), (
+        "moto's get_random_string changed: revisit this patch"
+    )
+
+    def get_random_string(self: Any, length: int = 20, include_digits: bool = True, lower_case: bool = False) -> str:
+        pool = string.ascii_letters + string.digits if include_digits else string.ascii_letters
+        random_str = "".join(self.choices(pool, k=length))
+        return random_str.lower() if lower_case else random_str
+
+    get_random_string.at_once = True  # type: ignore[attr-defined]
+    get_random_string.original = MotoRandom.get_random_string  # type: ignore[attr-defined]
+    MotoRandom.get_random_string = get_random_string  # type: ignore[method-assign]
 
 
 def _subclasses(cls: type) -> list[type]:

@@ -569,14 +569,17 @@ def _apply_conditions(ddb: Any) -> tuple[dict[str, Any], list[str]]:
 
 @contextlib.contextmanager
 def _moto_as_shipped() -> Iterator[None]:
-    """moto's own code for what moto_speedups' expression patches replace, for the length of the block."""
+    """moto's own code for what moto_speedups' expression and request patches replace, for the length of the block."""
     import copy
 
     from moto.core import responses
+    from moto.core.botocore_stubber import BotocoreStubber
+    from moto.core.request import Request
     from moto.dynamodb.comparisons import ConditionExpressionParser
     from moto.dynamodb.parsing import validators
     from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node
     from moto.dynamodb.parsing.reserved_keywords import ReservedKeywords
+    from moto.moto_api._internal.moto_random import MotoRandom
 
     lexer = ConditionExpressionParser._lex_condition_expression
     shipped: list[tuple[Any, str, Any]] = [
@@ -586,6 +589,9 @@ def _moto_as_shipped() -> Iterator[None]:
         (responses, "method_names_from_class", responses.method_names_from_class.__wrapped__),  # type: ignore[attr-defined]
         (ConditionExpressionParser, "_lex_condition_expression", lexer.original),  # type: ignore[attr-defined]
         (validators, "deepcopy", copy.deepcopy),
+        (BotocoreStubber, "process_request", BotocoreStubber.process_request.original),  # type: ignore[attr-defined]
+        (Request, "from_primitives", classmethod(Request.from_primitives.__func__.original)),  # type: ignore[attr-defined]
+        (MotoRandom, "get_random_string", MotoRandom.get_random_string.original),  # type: ignore[attr-defined]
     ]
     saved = [(owner, name, getattr(owner, name)) for owner, name, _ in shipped]
     for owner, name, value in shipped:
@@ -616,6 +622,109 @@ def test_updates_and_conditions_answer_as_moto_does_without_the_speedups(threade
     failed = "ConditionalCheckFailedException"
     assert refused == ["", "", failed, "", failed, "ValidationException"]
     assert limited["hits"] == {"N": "3"}
+
+
+_REQUESTS = [
+    (  # what botocore sends moto for a GetItem
+        "https://dynamodb.us-east-1.amazonaws.com/",
+        {
+            "X-Amz-Target": b"DynamoDB_20120810.GetItem",
+            "Content-Type": b"application/x-amz-json-1.0",
+            "User-Agent": b"Boto3/1.0 md/Botocore#1.0",
+            "host": b"dynamodb.us-east-1.amazonaws.com",
+            "X-Amz-Date": b"20261201T073607Z",
+            "amz-sdk-request": b"attempt=1",
+            "Content-Length": "24",
+        },
+        b'{"TableName": "t\\u00e9 x"}',
+    ),
+    (
+        "https://states.us-east-1.amazonaws.com/",
+        {"X-Amz-Target": "AWSStepFunctions.StartExecution", "Content-Type": "application/x-amz-json-1.0"},
+        b"{}",
+    ),
+    # no Content-Type, a header twice, Transfer-Encoding dropped, an empty body, plain http
+    ("http://dynamodb.us-east-1.amazonaws.com/", {"X-Dup": "1", "x-dup": "2", "Transfer-Encoding": "chunked"}, b""),
+    # Content-Type twice (the first counts), a stale Content-Length (the body's counts)
+    (
+        "https://dynamodb.us-east-1.amazonaws.com/",
+        {"Content-Type": "a/b", "content-type": "c/d", "Content-Length": "9"},
+        b"x",
+    ),
+]
+
+
+def _comparable(environ: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in environ.items() if k not in ("wsgi.input", "wsgi.errors", "werkzeug.request")}
+
+
+@pytest.mark.parametrize(("url", "headers", "body"), _REQUESTS)
+def test_a_json_request_is_built_with_the_environ_werkzeugs_test_client_builds(
+    url: str, headers: dict[str, Any], body: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.core.request import Request
+
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    with monkeypatch.context() as patched:
+
+        def not_the_test_client(*_: Any, **__: Any) -> None:
+            raise AssertionError("built by werkzeug's test client")
+
+        patched.setattr(Request, "from_values", not_the_test_client)
+        direct = Request.from_primitives("POST", url, headers, body)
+    with _moto_as_shipped():
+        built = Request.from_primitives("POST", url, headers, body)
+    assert _comparable(direct.environ) == _comparable(built.environ)
+    assert direct.get_data() == built.get_data()
+    assert (direct.raw_url, list(direct.headers)) == (built.raw_url, list(built.headers))
+
+
+def test_requests_that_are_not_a_json_post_are_built_the_way_moto_builds_them() -> None:
+    from moto.core.request import Request
+
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    for method, url, body in [
+        ("GET", "https://s3.amazonaws.com/bucket/key?versionId=1", None),
+        ("POST", "https://dynamodb.us-east-1.amazonaws.com/?x=1", b"{}"),
+        ("POST", "http://localhost:5000/", b"{}"),
+    ]:
+        direct = Request.from_primitives(method, url, {}, body)
+        with _moto_as_shipped():
+            built = Request.from_primitives(method, url, {}, body)
+        assert _comparable(direct.environ) == _comparable(built.environ), url
+
+
+def test_each_url_is_dispatched_to_what_moto_would_match() -> None:
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    from local_stack import moto_speedups
+
+    assert moto_speedups.dispatcher_of("https://dynamodb.us-east-1.amazonaws.com/") == DynamoHandler.dispatch
+    assert moto_speedups.dispatcher_of("https://states.us-east-1.amazonaws.com/") == StepFunctionResponse.dispatch
+    assert moto_speedups.dispatcher_of("https://example.com/") is None  # not AWS's: moto decides
+
+
+def test_request_ids_drawn_at_once_are_the_same_kind_and_follow_moto_s_seed() -> None:
+    import string
+
+    from moto.moto_api._internal import mock_random
+
+    from local_stack import moto_speedups
+
+    moto_speedups.install()
+    mock_random.seed(7)
+    first = [mock_random.get_random_string(length=52) for _ in range(50)]
+    mock_random.seed(7)
+    assert first == [mock_random.get_random_string(length=52) for _ in range(50)]
+    assert {len(x) for x in first} == {52}
+    assert set("".join(first)) <= set(string.ascii_letters + string.digits)
+    assert set(mock_random.get_random_string(length=400, include_digits=False)) <= set(string.ascii_letters)
+    assert mock_random.get_random_string(length=30, lower_case=True).islower()
 
 
 def test_a_start_execution_leaves_starting_its_thread_to_another(monkeypatch: pytest.MonkeyPatch) -> None:
