@@ -636,6 +636,7 @@ def _json_requests_built_without_the_test_client() -> None:
             or not parts.netloc
             or ":" in parts.netloc
             or "@" in parts.netloc
+            or parts.netloc != parts.netloc.lower()
         ):
             return original(cls, method, url, headers, body)
         header_items = [

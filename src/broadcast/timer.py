@@ -35,7 +35,7 @@ def execution_arn(name: str) -> str:
 
 
 def refresh_jitter(connection_id: str) -> int:
-    """Seconds to bring the refresh forward, stable per connection so the execution input is too."""
+    """Seconds to bring the refresh forward, the same for every start of a connection's timer."""
     spread = settings().refresh_jitter_seconds
     if spread <= 0:
         return 0

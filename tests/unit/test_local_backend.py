@@ -691,6 +691,7 @@ def test_requests_that_are_not_a_json_post_are_built_the_way_moto_builds_them() 
         ("GET", "https://s3.amazonaws.com/bucket/key?versionId=1", None),
         ("POST", "https://dynamodb.us-east-1.amazonaws.com/?x=1", b"{}"),
         ("POST", "http://localhost:5000/", b"{}"),
+        ("POST", "https://DynamoDB.us-east-1.amazonaws.com/", b"{}"),  # werkzeug writes the host in lower case
     ]:
         direct = Request.from_primitives(method, url, {}, body)
         with _moto_as_shipped():
