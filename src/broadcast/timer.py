@@ -6,15 +6,12 @@ import hashlib
 import json
 from typing import Any
 
-from broadcast import aws, clock
+from broadcast import aws
 from broadcast.config import settings
 from broadcast.observability import logger
 
 CONNECTION = "connection"
 SPEAKER_GRACE = "speakerGrace"
-# API Gateway's integration timeout: a `$connect` handler still running this long after the
-# handshake began has lost its handshake, so a live one is never later than this.
-INTEGRATION_TIMEOUT_MS = 29_000
 
 
 def execution_name(connection_id: str, prefix: str = "conn") -> str:
@@ -35,7 +32,7 @@ def execution_arn(name: str) -> str:
 
 
 def refresh_jitter(connection_id: str) -> int:
-    """Seconds to bring the refresh forward, the same for every start of a connection's timer."""
+    """Seconds to bring the refresh forward, stable per connection so the execution input is too."""
     spread = settings().refresh_jitter_seconds
     if spread <= 0:
         return 0
@@ -43,27 +40,15 @@ def refresh_jitter(connection_id: str) -> int:
     return int.from_bytes(digest[:4], "big") % (spread + 1)
 
 
-def started_late_seconds(connected_at: int) -> int:
-    """Whole seconds between the connection's open (`connectedAt`, ms) and now, when that is a
-    live handshake's delay (at most API Gateway's integration timeout); else 0 (a replayed
-    event, a clock that stepped back)."""
-    late_ms = clock.now_ms() - connected_at
-    return late_ms // 1000 if 0 <= late_ms <= clock.physical_ms(INTEGRATION_TIMEOUT_MS) else 0
-
-
 def connection_input(connection_id: str, connected_at: int) -> dict[str, Any]:
-    """The execution input of a connection's timer (all waits in whole seconds, as ASL requires).
-
-    The waits count from the connection's open, not from this start: a `$connect` that waited
-    (throttled StartExecution retries, a queue) would otherwise move the refresh notice that much
-    closer to the 2-hour cut. The warning and the cut sweep follow the notice by fixed waits."""
+    """The execution input of a connection's timer (all waits in whole seconds, as ASL requires)."""
     cfg = settings()
     refresh_after = cfg.refresh_after_seconds - refresh_jitter(connection_id)
     return {
         "kind": CONNECTION,
         "connectionId": connection_id,
         "connectedAt": connected_at,
-        "refreshAfterSeconds": max(0, refresh_after - started_late_seconds(connected_at)),
+        "refreshAfterSeconds": refresh_after,
         "warnAfterSeconds": cfg.warning_after_seconds - refresh_after,
         # From the warning to just past API Gateway's cut: the record is then removed if it is
         # still there ($disconnect is best effort; a stopped timer never gets this far).

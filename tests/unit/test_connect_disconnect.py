@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from broadcast import aws, clock, timer
+from broadcast import aws, timer
 from broadcast.handlers import connect, disconnect
 from tests.helpers import Driver, load_event
 
@@ -43,35 +43,6 @@ def test_connect_starts_timer_named_after_connection(backend: Any) -> None:
     assert payload["connectionId"] == event["requestContext"]["connectionId"]
     assert 6000 - 120 <= payload["refreshAfterSeconds"] <= 6000
     assert payload["refreshAfterSeconds"] + payload["warnAfterSeconds"] == 6300
-
-
-def _timer_input(backend: Any) -> dict[str, Any]:
-    (execution,) = backend.executions()
-    return json.loads(backend.sfn.describe_execution(executionArn=execution["executionArn"])["input"])
-
-
-def test_connect_handled_late_counts_the_timer_from_the_connections_open(backend: Any) -> None:
-    # GIVEN a handshake that began 7 s before its $connect handler ran (a queue, throttled retries)
-    event = load_event("connect_anonymous")
-    event["requestContext"]["connectedAt"] = clock.now_ms() - 7_400
-    connect.handler(event, None)
-    # THEN the refresh notice still comes at its time after the open, not 7 s nearer the cut
-    payload = _timer_input(backend)
-    nominal = 6000 - timer.refresh_jitter(event["requestContext"]["connectionId"])
-    assert payload["refreshAfterSeconds"] == nominal - 7
-    # AND the warning and the cut sweep follow the notice by their usual waits
-    assert payload["warnAfterSeconds"] == 6300 - nominal
-    assert payload["cutAfterSeconds"] == 7200 - 6300 + 60
-
-
-def test_connect_event_replayed_long_after_its_open_keeps_the_full_waits(backend: Any) -> None:
-    # An event older than API Gateway's integration timeout is no live handshake (a replay, a
-    # `sam local invoke` of events/): its timer waits the full time.
-    event = load_event("connect_anonymous")
-    event["requestContext"]["connectedAt"] = clock.now_ms() - timer.INTEGRATION_TIMEOUT_MS - 1_000
-    connect.handler(event, None)
-    payload = _timer_input(backend)
-    assert payload["refreshAfterSeconds"] == 6000 - timer.refresh_jitter(event["requestContext"]["connectionId"])
 
 
 def test_connect_delivered_twice_starts_one_timer(backend: Any) -> None:
