@@ -534,6 +534,7 @@ def _dispatch_each_url_once() -> None:
     from moto.core.exceptions import HTTPException
     from moto.core.request import normalize_request
     from moto.core.utils import get_equivalent_url_in_aws_domain
+    from moto.moto_api import recorder  # one object for the process (moto imports it per request)
 
     stubber = botocore_stubber.BotocoreStubber
     original = stubber.process_request
@@ -558,8 +559,6 @@ def _dispatch_each_url_once() -> None:
             if target is None:
                 return original(self, request)  # not one to keep (passthrough, unknown, refused): moto decides
             targets[clean_url] = target
-        from moto.moto_api import recorder
-
         normalized_request = normalize_request(request)
         try:
             recorder._record_request(normalized_request)
