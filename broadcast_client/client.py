@@ -474,10 +474,19 @@ class _Participant:
     # -- public --------------------------------------------------------------------------------------
 
     async def connect(self) -> _Participant:
-        """Open the first connection and enter the session."""
+        """Open the first connection and enter the session.
+
+        A refused entry (SESSION_FULL, SESSION_NOT_FOUND, ...) closes this participant before the
+        error is raised: its connection would otherwise stay open and, at its fallback time,
+        refresh on its own, which without a place is a join, retried for ever.
+        """
         link = await self._open()
         self._current = link
-        await self._enter(link)
+        try:
+            await self._enter(link)
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     async def request(self, payload: dict[str, Any], *types: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from broadcast_client import Event, Frame, Listener, Speaker, Timing
+from broadcast_client import Event, Frame, Listener, SessionError, Speaker, Timing
 from local_stack import tokens
 from local_stack.process import LocalStackProcess
 
@@ -105,3 +105,29 @@ def test_client_refreshes_both_roles_on_its_own(fast_stack: LocalStackProcess) -
     assert listener.stats.refreshes >= 1
     assert speaker.stats.reconnects == listener.stats.reconnects == 0
     assert frames == list(range(sent))
+
+
+def test_client_refused_join_closes_its_connection(stack: LocalStackProcess) -> None:
+    """A listener refused at its join leaves nothing open: no connection to refresh later on its own."""
+    joins_before = len(stack.log_lines("joinSession"))
+
+    async def scenario() -> tuple[str, Listener, bool]:
+        listener = Listener(stack.url, "absent-session-404", "es", timing=Timing())
+        with pytest.raises(SessionError) as refused:
+            await listener.connect()
+        (join,) = stack.log_lines("joinSession")[joins_before:]
+        return refused.value.code, listener, await _disconnect_seen(stack, join.split()[2])
+
+    code, listener, disconnected = asyncio.run(scenario())
+    assert code == "SESSION_NOT_FOUND"
+    # THEN the server sees its connection close, as for any client that went away
+    assert disconnected, "the connection was left open after its refused join"
+    assert not listener._links
+
+
+async def _disconnect_seen(stack: LocalStackProcess, connection_id: str, within: float = 5.0) -> bool:
+    for _ in range(int(within / 0.1)):
+        if any(connection_id in line for line in stack.log_lines("$disconnect")):
+            return True
+        await asyncio.sleep(0.1)
+    return False
