@@ -152,16 +152,60 @@ def put_in_session(connection: Connection, *, allow_repeat: bool) -> dict[str, A
 
 
 def delete_listener(connection_id: str, session_id: str) -> dict[str, Any]:
-    """TransactWriteItems entry: delete a listener's record, only if it is still there."""
+    """TransactWriteItems entry: delete a listener's record, only if it is still there and still holds its place.
+
+    A record handed over (`replacedBy`) fails the condition; the cancellation carries the record
+    (ALL_OLD), so the caller tells it from one already gone and deletes it without uncounting."""
     return {
         "Delete": {
             "TableName": _table(),
             "Key": {"connectionId": {"S": connection_id}},
-            "ConditionExpression": "sessionId = :sid AND #role = :listener",
+            "ConditionExpression": "sessionId = :sid AND #role = :listener AND attribute_not_exists(replacedBy)",
             "ExpressionAttributeNames": {"#role": "role"},
             "ExpressionAttributeValues": values(sid=session_id, listener="listener"),
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         }
     }
+
+
+def hand_over(connection_id: str, session_id: str, target_language: str, to_connection_id: str) -> dict[str, Any]:
+    """TransactWriteItems entry: mark a listener's record as having handed its place to `to_connection_id`.
+
+    Only a record that still holds its place in that session, for that language: the record
+    stays (the audio still reaches the old connection until it closes) but no longer counts."""
+    return {
+        "Update": {
+            "TableName": _table(),
+            "Key": {"connectionId": {"S": connection_id}},
+            "UpdateExpression": "SET replacedBy = :to",
+            "ConditionExpression": (
+                "sessionId = :sid AND #role = :listener AND targetLanguage = :lang AND attribute_not_exists(replacedBy)"
+            ),
+            "ExpressionAttributeNames": {"#role": "role"},
+            "ExpressionAttributeValues": values(
+                sid=session_id, listener="listener", lang=target_language, to=to_connection_id
+            ),
+        }
+    }
+
+
+def delete_handed_over(connection_id: str, session_id: str, *, attempts: int | None = None) -> bool:
+    """Delete a listener's record whose place was handed over (nothing to uncount); False if it is not such a record."""
+    try:
+        retry_conflicts(
+            lambda: _ddb().delete_item(
+                TableName=_table(),
+                Key={"connectionId": {"S": connection_id}},
+                ConditionExpression="sessionId = :sid AND attribute_exists(replacedBy)",
+                ExpressionAttributeValues=values(sid=session_id),
+            ),
+            attempts=attempts,
+        )
+        return True
+    except Exception as exc:
+        if aws.error_code(exc) == "ConditionalCheckFailedException":
+            return False
+        raise
 
 
 def listeners_of(session_id: str) -> Iterator[tuple[str, str]]:

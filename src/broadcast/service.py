@@ -286,6 +286,21 @@ def _place_listener(caller: Caller, session_id: str, target_language: str, *, ma
     clock.sleep_until(audible_from(joined_at))
 
 
+def _take_place(caller: Caller, session_id: str, target_language: str, holder: str) -> None:
+    """A refresh with a valid resumeToken: take over the place its holder connection has, then wait as a join does.
+
+    When that place is not there to hand over (the holder's record already went: its
+    `$disconnect` landed first, or this is a rejoin after a drop), the token still proves the
+    place, so it is counted again without the capacity check."""
+    member = _member(caller, session_id, "listener", target_language)
+    joined_at = None
+    if holder != caller.connection_id:
+        joined_at = sessions_table.hand_over_listener(member, holder)
+    if joined_at is None:
+        joined_at = sessions_table.add_listener(member, max_listeners=None)
+    clock.sleep_until(audible_from(joined_at))
+
+
 def audible_from(joined_at: int) -> int:
     """When frames start for a listener that joined at `joined_at` (service clock, ms).
 
@@ -340,13 +355,13 @@ def _refresh_speaker(caller: Caller, session_id: str) -> dict[str, Any]:
 def _refresh_listener(caller: Caller, session_id: str, body: dict[str, Any]) -> dict[str, Any]:
     target_language = protocol.require_language(body, "targetLanguage")
     token = protocol.optional_resume_token(body)
-    if resume_tokens.holder(token, session_id) is None:
+    holder = resume_tokens.holder(token, session_id)
+    if holder is None:
         # No proof of a place already held: a join like any other (capacity and join limits apply).
         session = _admit_listener(caller, session_id, target_language)
     else:
         session = _active_session(session_id)
-        # No capacity check: the old connection is still counted until it goes (expected spike).
-        _place_listener(caller, session_id, target_language, max_listeners=None)
+        _take_place(caller, session_id, target_language, holder)
     return protocol.message(
         "connectionRefreshComplete",
         sessionId=session_id,

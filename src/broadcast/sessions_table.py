@@ -192,6 +192,57 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
         raise
 
 
+def hand_over_listener(listener: Connection, from_connection_id: str) -> int | None:
+    """Give the place `from_connection_id` holds to `listener` (a refresh), counting nothing twice; its `joinedAt`.
+
+    One transaction: the session must be active, the old record is marked `replacedBy` (it
+    stays, and keeps hearing frames, until its connection closes, but no longer counts) and the
+    new record is written. So a hall at its capacity stays joinable while its listeners refresh:
+    counting the old connection until its `$disconnect` made every refresh wave look like a
+    full session to the joins in it. None when there is no such place to hand over (the old
+    record is gone, was handed over already, or holds another language): the caller counts the
+    listener as a place of its own.
+    """
+    assert listener.session_id
+    assert listener.target_language
+    joined_at: list[int] = []
+
+    def write() -> Any:
+        joined_at[:] = [clock.now_ms()]  # as in add_listener: taken just before each attempt
+        return _ddb().transact_write_items(
+            TransactItems=[
+                {
+                    "ConditionCheck": {
+                        "TableName": _table(),
+                        "Key": _key(listener.session_id),
+                        "ConditionExpression": "isActive = :true",
+                        "ExpressionAttributeValues": values(true=True),
+                    }
+                },
+                connections_table.hand_over(
+                    from_connection_id, listener.session_id, listener.target_language, listener.connection_id
+                ),
+                connections_table.put_in_session(
+                    dataclasses.replace(listener, joined_at=joined_at[0]), allow_repeat=False
+                ),
+            ]
+        )
+
+    try:
+        retry_conflicts(write)
+        return joined_at[0]
+    except Exception as exc:
+        if not _is_cancelled(exc):
+            raise
+        if _reason(exc, 0)[0] == "ConditionalCheckFailed":
+            raise SessionNotFound() from exc
+        if _reason(exc, 2)[0] == "ConditionalCheckFailed":
+            raise InvalidParameters("this connection already belongs to a session") from exc
+        if _reason(exc, 1)[0] == "ConditionalCheckFailed":
+            return None
+        raise
+
+
 def remove_listener(connection_id: str, session_id: str, target_language: str, *, retry: bool = True) -> bool:
     """Delete a listener's record and uncount it in one transaction; False when it was already gone.
 
@@ -221,6 +272,10 @@ def remove_listener(connection_id: str, session_id: str, target_language: str, *
         if not _is_cancelled(exc):
             raise
         if _reason(exc, 0)[0] == "ConditionalCheckFailed":
+            old = from_item(cancellation_reasons(exc)[0].get("Item"))
+            if old and "replacedBy" in old:
+                # Its place went to a newer connection (hand_over_listener), which counts it now.
+                return connections_table.delete_handed_over(connection_id, session_id, attempts=None if retry else 1)
             return False  # already removed: a repeated $disconnect or a 410 cleanup got there first
         if _reason(exc, 1)[0] == "ConditionalCheckFailed":
             # The session is gone (TTL) or its count is already zero: never go below zero,

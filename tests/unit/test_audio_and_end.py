@@ -55,6 +55,24 @@ def test_send_audio_gone_listener_removed_not_the_sender(backend: Any, session_i
     assert len(backend.management.messages_to("lst-es", "audio")) == 1
 
 
+def test_send_audio_reaches_a_handed_over_connection_and_its_410_uncounts_nothing(
+    driver: Driver, backend: Any, session_id: str
+) -> None:
+    # GIVEN a listener whose refresh took over its place; its old connection is still open
+    driver.refresh("lst-fr2", session_id, "listener", language="fr", resume_from="lst-fr")
+    send_audio.handler(audio_event("spk-1", 1), None)
+    assert len(backend.management.messages_to("lst-fr", "audio")) == 1  # the old one still hears frames
+    # WHEN the old connection is gone (410) before its $disconnect
+    backend.management.gone.add("lst-fr")
+    send_audio.handler(audio_event("spk-1", 2), None)
+    # THEN its record goes and the place stays counted, once, for the new connection
+    assert backend.connection("lst-fr") is None
+    session = backend.session(session_id)
+    assert session["listenerCount"] == 2
+    assert session["languageCounts"] == {"es": 1, "fr": 1}
+    assert [m["seq"] for m in backend.management.messages_to("lst-fr2", "audio")][-1:] == [2]
+
+
 def test_send_audio_one_failing_listener_does_not_stop_the_others(
     backend: Any, session_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

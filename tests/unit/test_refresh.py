@@ -115,20 +115,81 @@ def test_refresh_invalid_role_invalid_parameters(backend: Any, session_id: str, 
     assert backend.session(session_id)["speakerConnectionId"] == "spk-1"
 
 
-def test_refresh_listener_spike_allowed_at_capacity(
+def test_refresh_listener_hands_its_place_over_at_capacity(
     driver: Driver, backend: Any, session_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a session at its listener limit
     monkeypatch.setenv("MAX_LISTENERS_PER_SESSION", "1")
     config.reset()
     assert driver.join("lst-2", session_id)["code"] == "SESSION_FULL"
-    # WHEN its listener refreshes with its resumeToken THEN the temporary spike above the limit is accepted
+    # WHEN its listener refreshes with its resumeToken
     reply = driver.refresh("lst-1b", session_id, "listener", language="es", resume_from="lst-1")
+    # THEN the new connection takes the old one's place: counted once, the old record kept (it
+    # still hears frames until it closes) and marked as handed over
     assert reply["type"] == "connectionRefreshComplete"
-    assert backend.session(session_id)["listenerCount"] == 2
-    # AND the old connection's $disconnect brings it back
+    assert backend.session(session_id)["listenerCount"] == 1
+    assert backend.session(session_id)["languageCounts"] == {"es": 1}
+    assert backend.connection("lst-1")["replacedBy"] == "lst-1b"
+    assert driver.join("lst-2", session_id)["code"] == "SESSION_FULL"
+    # AND the old connection's $disconnect removes its record and uncounts nothing
     driver.disconnect("lst-1")
     assert backend.session(session_id)["listenerCount"] == 1
+    assert backend.connection("lst-1") is None
+    # AND the new connection's own leaving frees the place
+    driver.disconnect("lst-1b")
+    assert backend.session(session_id)["listenerCount"] == 0
+    assert driver.join("lst-2", session_id)["type"] == "sessionJoined"
+
+
+def test_refresh_frees_a_place_for_a_join_during_the_handover(
+    driver: Driver, backend: Any, session_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hall at its capacity while earlier joiners refresh: the old connections no longer look like more people."""
+    monkeypatch.setenv("MAX_LISTENERS_PER_SESSION", "3")
+    config.reset()
+    assert driver.join("lst-2", session_id)["type"] == "sessionJoined"
+    # GIVEN two listeners whose refreshes are under way (old connections not yet closed)
+    driver.refresh("lst-1b", session_id, "listener", language="es", resume_from="lst-1")
+    driver.refresh("lst-2b", session_id, "listener", language="es", resume_from="lst-2")
+    # WHEN a third person joins THEN there is room for them, and for no fourth
+    assert driver.join("lst-3", session_id)["type"] == "sessionJoined"
+    assert driver.join("lst-4", session_id)["code"] == "SESSION_FULL"
+    assert backend.session(session_id)["listenerCount"] == 3
+
+
+def test_refresh_after_the_old_record_went_counts_the_place_again(
+    driver: Driver, backend: Any, session_id: str
+) -> None:
+    # GIVEN a listener whose connection dropped and whose $disconnect already uncounted it
+    driver.disconnect("lst-1")
+    assert backend.session(session_id)["listenerCount"] == 0
+    # WHEN it comes back with its resumeToken THEN its place is counted again, once
+    reply = driver.refresh("lst-1b", session_id, "listener", language="es", resume_from="lst-1")
+    assert reply["type"] == "connectionRefreshComplete"
+    assert backend.session(session_id)["listenerCount"] == 1
+
+
+def test_refresh_to_another_language_moves_the_count_when_the_old_connection_goes(
+    driver: Driver, backend: Any, session_id: str
+) -> None:
+    driver.refresh("lst-1b", session_id, "listener", language="fr", resume_from="lst-1")
+    # The old record holds "es": not handed over, so both are counted until it goes
+    assert "replacedBy" not in backend.connection("lst-1")
+    assert backend.session(session_id)["languageCounts"] == {"es": 1, "fr": 1}
+    driver.disconnect("lst-1")
+    assert backend.session(session_id)["listenerCount"] == 1
+    assert backend.session(session_id)["languageCounts"] == {"es": 0, "fr": 1}
+
+
+def test_refresh_twice_with_one_token_counts_the_second_as_a_place_of_its_own(
+    driver: Driver, backend: Any, session_id: str
+) -> None:
+    driver.refresh("lst-1b", session_id, "listener", language="es", resume_from="lst-1")
+    driver.refresh("lst-1c", session_id, "listener", language="es", resume_from="lst-1")
+    assert backend.session(session_id)["listenerCount"] == 2
+    for connection_id in ("lst-1", "lst-1b", "lst-1c"):
+        driver.disconnect(connection_id)
+    assert backend.session(session_id)["listenerCount"] == 0
 
 
 # --- the seed's 11 acceptance criteria -----------------------------------------------------------
@@ -212,7 +273,11 @@ def test_criterion_08_listener_record_and_count_in_one_transaction(
         lambda: driver.refresh("lst-1b", session_id, "listener", language="es", connect=False, resume_from="lst-1"),
     )
     assert calls == ["dynamodb.GetItem", "dynamodb.TransactWriteItems"]
-    assert backend.session(session_id)["listenerCount"] == 2
+    # The place is handed over in that transaction: the new record written, the old one marked,
+    # the count unchanged (a refresh without a token is a join, and counts: criterion 11).
+    assert backend.session(session_id)["listenerCount"] == 1
+    assert backend.connection("lst-1b")["sessionId"] == session_id
+    assert backend.connection("lst-1")["replacedBy"] == "lst-1b"
 
 
 def test_criterion_09_session_state_persists_across_refreshes(driver: Driver, backend: Any, session_id: str) -> None:
@@ -345,6 +410,24 @@ def test_race_listener_refresh_then_old_disconnect_count_right(driver: Driver, b
 def test_race_listener_old_disconnect_then_refresh_count_right(driver: Driver, backend: Any, session_id: str) -> None:
     driver.disconnect("lst-1")
     driver.refresh("lst-1b", session_id, "listener", language="es")
+    assert backend.session(session_id)["listenerCount"] == 1
+    assert backend.session(session_id)["languageCounts"] == {"es": 1}
+
+
+def test_race_listener_handover_then_old_disconnect_twice_count_right(
+    driver: Driver, backend: Any, session_id: str
+) -> None:
+    driver.refresh("lst-1b", session_id, "listener", language="es", resume_from="lst-1")
+    driver.disconnect("lst-1")
+    driver.disconnect("lst-1")  # and delivered twice
+    assert backend.session(session_id)["listenerCount"] == 1
+    assert backend.session(session_id)["languageCounts"] == {"es": 1}
+    assert {c["connectionId"] for c in backend.all_connections()} == {"spk-1", "lst-1b"}
+
+
+def test_race_listener_old_disconnect_then_handover_count_right(driver: Driver, backend: Any, session_id: str) -> None:
+    driver.disconnect("lst-1")
+    driver.refresh("lst-1b", session_id, "listener", language="es", resume_from="lst-1")
     assert backend.session(session_id)["listenerCount"] == 1
     assert backend.session(session_id)["languageCounts"] == {"es": 1}
 
