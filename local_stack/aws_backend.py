@@ -16,6 +16,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -113,6 +114,11 @@ class MotoWorker:
         self._queue: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
+        self._waited = 0.0  # real seconds the latest request taken had waited in the queue
+
+    def backlog(self) -> float:
+        """How far behind the worker is: the real seconds its latest request waited (0 once the queue is empty)."""
+        return self._waited if not self._queue.empty() else 0.0
 
     def run(self, call: Callable[[], Any]) -> Any:
         """`call()` on the worker thread, after the requests queued before it; its result or its error."""
@@ -120,8 +126,10 @@ class MotoWorker:
             return call()
         self._start()
         answer: Future[Any] = Future()
+        queued = time.monotonic()
 
         def job() -> None:
+            self._waited = time.monotonic() - queued
             try:
                 answer.set_result(call())
             except BaseException as exc:  # noqa: BLE001 - raised again on the caller's thread
@@ -236,10 +244,12 @@ def _start_executions_on_their_own() -> None:
     ExecutionWorker.start = start  # type: ignore[method-assign]
 
 
-def _scale_waits(time_scale: float | None) -> None:
+def _scale_waits(time_scale: float | None, clock: Any = None) -> None:
     """Make moto's Wait states wait 1/time_scale of their seconds (Retry intervals are not scaled).
 
-    None puts moto's own waits back (a backend stopped in a process that goes on, as in the tests)."""
+    With the stack's shared `clock` (emulated_clock.SharedClock) a Wait lasts its seconds on that
+    clock, however its pace changes meanwhile. None puts moto's own waits back (a backend stopped
+    in a process that goes on, as in the tests)."""
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
     current = WaitFunction._wait_interval
@@ -249,8 +259,12 @@ def _scale_waits(time_scale: float | None) -> None:
         return
 
     def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
-        if wait_seconds > 0:
+        if wait_seconds <= 0:
+            return
+        if clock is None:
             env.program_state_event.wait(wait_seconds / time_scale)
+        else:  # an execution stopped meanwhile sets the event: the wait ends there, as moto's does
+            clock.sleep_until(clock.now() + wait_seconds, wait=env.program_state_event.wait)
 
     _wait_interval.original = original  # type: ignore[attr-defined]
     WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
@@ -333,6 +347,9 @@ class AwsBackend:
             for logical_id, props in cfn.resources_of(self.template, "AWS::Serverless::Function").items()
         }
         self.state_machine_arns: dict[str, str] = {}
+        # The stack's shared clock (emulated_clock), when it runs in a local stack's functions
+        # process: the timer's Wait states wait on it. None: they wait 1/time_scale real seconds.
+        self.clock: Any = None
         self._mock: Any = None
         self._bridge: LambdaBridge | None = None
 
@@ -353,7 +370,7 @@ class AwsBackend:
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
         os.environ["AWS_DEFAULT_REGION"] = REGION
         _serialize_moto()
-        _scale_waits(self.time_scale)
+        _scale_waits(self.time_scale, self.clock)
         _reuse_task_clients()
         if aws_faults.enabled_by_environment():
             # A transaction's 20 ms in flight is a duration like any other: at TIME_SCALE=300 the load

@@ -33,8 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from local_stack import aws_faults, runtime
-from local_stack.aws_backend import MOTO_LOCK, AwsBackend, resolve_handler
+from local_stack import aws_faults, emulated_clock, runtime
+from local_stack.aws_backend import MOTO_LOCK, MOTO_WORKER, AwsBackend, resolve_handler
 
 FUNCTION_THREADS = 100  # concurrent invocations per function (Lambda's own limit is the account's: 1,000)
 ENV_VARIABLE = "LOCAL_STACK_FUNCTIONS_ENV"  # the handlers' extra environment, as JSON, from the front door
@@ -95,10 +95,15 @@ class Functions:
         time_scale: float,
         extra: dict[str, str],
         socket_path: str | None = None,
+        clock: emulated_clock.SharedClock | None = None,
     ) -> None:
         self.backend = backend
         self.started_at = started_at
         self.time_scale = time_scale
+        # The stack's clock, shared with the front door and the runtimes (None: a fixed scale, as in tests).
+        self.clock = clock
+        self.governor: emulated_clock.Governor | None = None
+        backend.clock = clock
         self.extra = extra
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._pools_lock = threading.Lock()
@@ -111,6 +116,8 @@ class Functions:
 
     def now(self) -> float:
         """The front door's emulated clock: the same start and scale."""
+        if self.clock is not None:
+            return self.clock.now()
         return self.started_at + (time.time() - self.started_at) * self.time_scale
 
     def start(self) -> None:
@@ -158,10 +165,13 @@ class Functions:
             directory=os.path.dirname(self.socket_path),
             started_at=self.started_at,
             time_scale=self.time_scale,
+            clock_path=self.clock.path if self.clock is not None else None,
         )
         self.backend.route_invocations({function: r.handler for function, r in self.runtimes.items()})
 
     def stop(self) -> None:
+        if self.governor is not None:
+            self.governor.stop()
         for started in self.runtimes.values():
             started.stop()
         for pool in self._pools.values():
@@ -333,13 +343,25 @@ def main() -> None:
     parser.add_argument("--template", type=Path, required=True)
     parser.add_argument("--time-scale", type=float, required=True)
     parser.add_argument("--started-at", type=float, required=True)
+    parser.add_argument("--clock", help="the stack's shared clock file (emulated_clock)")
     parser.add_argument("--param", action="append", default=[])
     args = parser.parse_args()
     parameters = dict(item.split("=", 1) for item in args.param)
     backend = AwsBackend(args.template, time_scale=args.time_scale, parameters=parameters)
     extra = json.loads(os.environ.get(ENV_VARIABLE, "{}"))
-    functions = Functions(backend, args.started_at, args.time_scale, extra, socket_path=args.socket)
+    clock = emulated_clock.SharedClock(args.clock) if args.clock else None
+    functions = Functions(backend, args.started_at, args.time_scale, extra, socket_path=args.socket, clock=clock)
     functions.start()
+    if clock is not None and emulated_clock.dilation_by_environment():
+        # This process runs moto: its queue is where the emulator falls behind first.
+        # Moto's queue is where the emulator falls behind first; the front door's event loop, which
+        # carries every frame to every listener, reports its own lateness through the clock's file.
+        functions.governor = emulated_clock.Governor(
+            clock,
+            args.time_scale,
+            lambda: max(MOTO_WORKER.backlog(), clock.backlog("front door")),
+            busy=emulated_clock.machine_busy(),
+        ).start()
     server = serve(functions, args.socket)
     import signal
 

@@ -128,6 +128,7 @@ def start_runtimes(
     directory: str,
     started_at: float,
     time_scale: float,
+    clock_path: str | None = None,
     timeout: float = 60,
 ) -> dict[str, Runtime]:
     """Start one runtime per function (logical id -> handler spec), all at once; wait until each answers."""
@@ -139,6 +140,8 @@ def start_runtimes(
             "--socket", path, "--aws-socket", aws_socket, "--function", function, "--handler", spec,
             "--time-scale", repr(time_scale), "--started-at", repr(started_at),
         ]  # fmt: skip
+        if clock_path is not None:
+            command += ["--clock", clock_path]
         # Its output (the handler's logs) goes where the functions process's goes.
         process = subprocess.Popen(command, env=environments[function])  # noqa: S603 - our own module
         runtimes[function] = Runtime(function, path, process)
@@ -248,6 +251,7 @@ def main() -> None:
     parser.add_argument("--handler", required=True)
     parser.add_argument("--time-scale", type=float, required=True)
     parser.add_argument("--started-at", type=float, required=True)
+    parser.add_argument("--clock", help="the stack's shared clock file (emulated_clock)")
     args = parser.parse_args()
 
     import signal
@@ -264,7 +268,12 @@ def main() -> None:
     assert boto3.DEFAULT_SESSION is not None
     boto3.DEFAULT_SESSION.events.register("before-send", AwsOverSocket(args.aws_socket))
     started_at, scale = args.started_at, args.time_scale
-    clock.use(lambda: started_at + (time.time() - started_at) * scale, scale=scale)
+    if args.clock:
+        from local_stack.emulated_clock import SharedClock
+
+        clock.use(SharedClock(args.clock).now, scale=scale)
+    else:
+        clock.use(lambda: started_at + (time.time() - started_at) * scale, scale=scale)
     config.reset()
     aws.reset()
     handler = resolve_handler(args.handler)

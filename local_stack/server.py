@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from http import HTTPStatus
 from pathlib import Path
@@ -37,7 +37,7 @@ from websockets.asyncio.server import ServerConnection, unix_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from local_stack import aws_faults, functions, tokens, web
+from local_stack import aws_faults, emulated_clock, functions, tokens, web
 from local_stack import template as cfn
 from local_stack.aws_backend import AwsBackend
 
@@ -48,6 +48,7 @@ HEAD_LIMIT = 16 * 1024
 LOCAL_TABLES = "/_local/tables/"  # local-only inspection: GET /_local/tables/SessionsTable
 LOCAL_SEED = "/_local/seed"  # local-only: POST writes the state events/ refers to (local_stack/seed.py)
 LOCAL_FAULTS = "/_local/faults"  # local-only: what the emulated AWS failure modes did so far
+LOCAL_CLOCK = "/_local/clock"  # local-only: the stack's clock (emulated_clock: its file, now, rate)
 # Where a container reaches the host: Docker Desktop names it; on Linux, sam local invoke
 # --add-host host.docker.internal:host-gateway does (README: Trying one function).
 DOCKER_HOST = "host.docker.internal"
@@ -66,7 +67,7 @@ class LocalConnection:
     source_ip: str
     user_agent: str
     authorizer: dict[str, Any]
-    last_active: float = field(default_factory=time.monotonic)
+    last_active: float = 0.0  # emulated epoch seconds (the clock's): the last message either way
     last_active_ms: int = 0
     # Route integrations running for it: the idle timeout does not run meanwhile. On AWS an
     # integration ends within 29 s, far inside the 10-minute idle timeout; compressed by
@@ -126,6 +127,10 @@ class Emulator:
         self._concurrency: aws_faults.LambdaConcurrency | None = None  # the routes' reserved concurrency
         self._call_slots = asyncio.Semaphore(CALL_CONNECTIONS)
         self._started_at = time.time()
+        # One clock for every process of this stack (local_stack/emulated_clock.py says why it may slow).
+        self.clock = emulated_clock.SharedClock.create(
+            os.path.join(self._socket_dir, "clock"), started_at=self._started_at, scale=time_scale
+        )
         self.backend = AwsBackend(template_path, time_scale=time_scale, parameters=parameters)
         self._function_of = {spec: logical_id for logical_id, spec in self.backend.functions.items()}
         self.env_file = env_file
@@ -152,14 +157,21 @@ class Emulator:
 
     def now(self) -> float:
         """Emulated epoch seconds: with time_scale 600 one real second counts as ten minutes."""
-        return self._started_at + (time.time() - self._started_at) * self.time_scale
+        return self.clock.now()
 
     def now_ms(self) -> int:
         return int(self.now() * 1000)
 
-    def scaled(self, seconds: float) -> float:
-        """Real seconds for an emulated duration."""
-        return seconds / self.time_scale
+    async def _report_lateness(self, every: float = 0.1) -> None:
+        """This event loop's lateness, for the clock's governor (emulated_clock): every frame to every
+        listener goes through it, so a loop that wakes late means frames that arrive late."""
+        late = 0.0
+        while True:
+            planned = time.monotonic() + every
+            await asyncio.sleep(every)
+            # The worst of the last second or so, decaying: one late wake-up is not a trend, many are.
+            late = max(time.monotonic() - planned, late * 0.9)
+            self.clock.report_backlog("front door", late)
 
     # -- start and stop --------------------------------------------------------------------------
 
@@ -169,6 +181,8 @@ class Emulator:
         self.port = self._front.sockets[0].getsockname()[1]
         self._configure_handlers()
         await self._start_functions()
+        if emulated_clock.dilation_by_environment():
+            self._lateness = asyncio.create_task(self._report_lateness())
         if self.seed_on_start:
             await self._seed()
         if self.env_file is not None:
@@ -217,6 +231,7 @@ class Emulator:
             "--template", str(self.template_path),
             "--time-scale", repr(self.time_scale),
             "--started-at", repr(self._started_at),
+            "--clock", self.clock.path,
         ]  # fmt: skip
         for name, value in self.backend.parameters.items():
             command += ["--param", f"{name}={value}"]
@@ -353,6 +368,9 @@ class Emulator:
             await self.close()
 
     async def close(self) -> None:
+        lateness = getattr(self, "_lateness", None)
+        if lateness is not None:
+            lateness.cancel()
         for connection in list(self.connections.values()):
             with contextlib.suppress(Exception):
                 await connection.websocket.close(1001, "Going away")
@@ -369,8 +387,11 @@ class Emulator:
                 process.kill()
         with contextlib.suppress(OSError):
             os.unlink(self._functions_path)
+        self.clock.close()
+        for leftover in (self._socket_path, self.clock.path):
+            with contextlib.suppress(OSError):
+                os.unlink(leftover)
         with contextlib.suppress(OSError):
-            os.unlink(self._socket_path)
             os.rmdir(self._socket_dir)
 
     # -- the front door: one port for WebSocket and plain HTTP ---------------------------------
@@ -445,6 +466,8 @@ class Emulator:
             status, payload = HTTPStatus.OK, {"seeded": sorted(self.seeded)}
         elif method == "GET" and path == LOCAL_FAULTS:
             status, payload = HTTPStatus.OK, await self.faults_report()
+        elif method == "GET" and path == LOCAL_CLOCK:
+            status, payload = HTTPStatus.OK, self.clock_report()
         elif method == "GET" and path == tokens.JWKS_PATH:
             status, payload = HTTPStatus.OK, tokens.jwks()
         elif method == "GET" and path.startswith(LOCAL_TABLES):
@@ -518,7 +541,7 @@ class Emulator:
                 return HTTPStatus.GONE, {"message": None}, {"x-amzn-ErrorType": "GoneException"}
             # A message to the client is activity too: API Gateway's idle timeout counts messages
             # either way (a connection only ever sent messages stays up to its 2-hour cut).
-            connection.last_active = time.monotonic()
+            connection.last_active = self.now()
             return HTTPStatus.OK, None, {}
         if method == "GET":
             return (
@@ -534,6 +557,18 @@ class Emulator:
             asyncio.ensure_future(connection.websocket.close(1000))  # noqa: RUF006 - closes on its own
             return HTTPStatus.NO_CONTENT, None, {}
         return HTTPStatus.METHOD_NOT_ALLOWED, {"message": "Method Not Allowed"}, {}
+
+    def clock_report(self) -> dict[str, Any]:
+        """The stack's clock (GET /_local/clock): its file (a client on this machine may map it), now and its pace."""
+        return {
+            "path": self.clock.path,
+            "now": self.now(),
+            "startedAt": self._started_at,
+            "timeScale": self.time_scale,
+            "rate": self.clock.rate(),
+            "slowest": self.clock.slowest(),
+            "dilation": emulated_clock.dilation_by_environment(),
+        }
 
     async def faults_report(self) -> dict[str, Any]:
         """Counts of the AWS failures emulated so far (GET /_local/faults)."""
@@ -703,14 +738,14 @@ class Emulator:
         # Idle counts from here, the connection's start, not from its handshake's: compressed by
         # TIME_SCALE, a $connect that waited its turn (a few seconds in a hall's refresh burst)
         # would otherwise be past the idle timeout before the client could send its first message.
-        connection.last_active = time.monotonic()
+        connection.last_active = self.now()
         self.connections[connection.connection_id] = connection
         watchdog = asyncio.create_task(self._enforce_limits(connection))
         in_flight: set[asyncio.Task[None]] = set()
         try:
             async for frame in websocket:
-                connection.last_active = time.monotonic()
-                connection.last_active_ms = self.now_ms()
+                connection.last_active = self.now()
+                connection.last_active_ms = int(connection.last_active * 1000)
                 # Like API Gateway, each message is its own invocation: a slow one (a fan-out to
                 # every listener) never holds back the connection's next frames, heartbeats included.
                 task = asyncio.create_task(self._message(connection, frame))
@@ -731,18 +766,17 @@ class Emulator:
         Idle means no message either way: a client's own or one posted to it through @connections
         (services on API Gateway keep connections alive with server-sent messages alone, e.g.
         https://hotsock.io/docs/connections/keep-alive)."""
-        hard_deadline = time.monotonic() + self.scaled(MAX_CONNECTION_SECONDS)
-        idle = self.scaled(IDLE_TIMEOUT_SECONDS)
+        hard_deadline = self.now() + MAX_CONNECTION_SECONDS  # both in the clock's seconds
         while True:
-            now = time.monotonic()
+            now = self.now()
             if connection.invocations:
                 connection.last_active = now
-            remaining = min(hard_deadline - now, connection.last_active + idle - now)
+            remaining = min(hard_deadline - now, connection.last_active + IDLE_TIMEOUT_SECONDS - now)
             if remaining <= 0:
                 reason = "Going away" if now >= hard_deadline else "Going away (idle)"
                 await connection.websocket.close(1001, reason)
                 return
-            await asyncio.sleep(min(remaining, 1.0))
+            await asyncio.sleep(min(self.clock.real_step(remaining), 1.0))
 
     async def _message(self, connection: LocalConnection, frame: str | bytes) -> None:
         # A binary frame cannot be routed by $request.body.action: it goes to $default, base64-encoded.
@@ -771,7 +805,7 @@ class Emulator:
             invocation = await self._invoke(route.handler, event)
         finally:
             connection.invocations -= 1
-            connection.last_active = time.monotonic()  # idle counts from its end (and its reply, if any)
+            connection.last_active = self.now()  # idle counts from its end (and its reply, if any)
         result = invocation.result if isinstance(invocation.result, dict) else {}
         self._log_invocation(
             route_key, connection.connection_id, result.get("statusCode"), invocation, event["requestContext"]

@@ -29,10 +29,14 @@ def physical_ms(milliseconds: int) -> int:
 
 
 def sleep_until(epoch_ms: int) -> None:
-    """Wait until this clock reads `epoch_ms` (at once if it already does)."""
-    remaining = epoch_ms - now_ms()
-    if remaining > 0:
+    """Wait until this clock reads `epoch_ms` (at once if it already does).
+
+    Again after each wait, since a local stack's clock may slow down meanwhile (it never runs
+    faster than `_scale`); not when the wait moved it not at all (a test's clock held still)."""
+    while (remaining := epoch_ms - (before := now_ms())) > 0:
         _sleep(remaining / 1000 / _scale)
+        if now_ms() == before:
+            return
 
 
 def use(source: Callable[[], float], scale: float = 1.0, sleep: Callable[[float], None] | None = None) -> None:
