@@ -8,7 +8,16 @@ Importable on its own (it needs only `websockets`)::
                 play(item.audio)
 """
 
-from broadcast_client.client import ClientStats, Event, Frame, Listener, SessionError, Speaker, Timing
+from broadcast_client.client import (
+    ClientStats,
+    Event,
+    Frame,
+    Listener,
+    ServiceClock,
+    SessionError,
+    Speaker,
+    Timing,
+)
 from broadcast_client.reorder import ReorderBuffer, ReorderStats
 
 __all__ = [
@@ -18,6 +27,7 @@ __all__ = [
     "Listener",
     "ReorderBuffer",
     "ReorderStats",
+    "ServiceClock",
     "SessionError",
     "Speaker",
     "Timing",

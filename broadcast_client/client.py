@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -53,6 +53,18 @@ class SessionError(Exception):
 REQUEST_TIMEOUT = 15.0  # real seconds a request waits for its reply
 
 
+class ServiceClock(Protocol):
+    """The service's clock, where a client can read it (a local stack on the same machine)."""
+
+    def now(self) -> float:
+        """Its epoch seconds."""
+        ...
+
+    def rate(self) -> float:
+        """Its seconds per real second, now."""
+        ...
+
+
 @dataclass(frozen=True)
 class Timing:
     """The service's clock, in seconds of *its* time; `time_scale` > 1 for a time-compressed local stack."""
@@ -76,10 +88,27 @@ class Timing:
     # audio route is slower); the lowest frame held is where playing starts.
     start_hold: float = 0.25
     time_scale: float = 1.0
+    # The service's clock itself, for a local stack on this machine whose clock may slow down
+    # under load (local_stack/emulated_clock.py): `now()` its epoch seconds, `rate()` its seconds
+    # per real second, never above `time_scale`. The fallback refresh is then due on that clock.
+    clock: ServiceClock | None = field(default=None, compare=False)
 
     def real(self, service_seconds: float) -> float:
-        """Real seconds for a duration on the service's clock."""
+        """Real seconds for a duration on the service's clock, at its fastest (the soonest it can end)."""
         return service_seconds / self.time_scale
+
+    def real_step(self, service_seconds: float) -> float:
+        """Real seconds to wait before looking again at the service's clock, for `service_seconds` still to go.
+
+        Never past their end at the fastest pace, at most half a second past it at the present one."""
+        fastest = self.real(service_seconds)
+        if self.clock is None:
+            return fastest
+        return max(fastest, min(service_seconds / self.clock.rate(), 0.5))
+
+    def service_now(self) -> float | None:
+        """The service's clock, when known (`clock`)."""
+        return self.clock.now() if self.clock is not None else None
 
     @property
     def heartbeat_every(self) -> float:
@@ -87,9 +116,14 @@ class Timing:
         return self.real(self.idle_timeout / 3)
 
     @property
+    def fallback_at(self) -> float:
+        """Service seconds after connecting when a connection refreshes even without a notice."""
+        return min(self.refresh_after + self.fallback_margin, self.max_connection - 60)
+
+    @property
     def fallback_after(self) -> float:
         """Real seconds after connecting when a connection refreshes even without a notice."""
-        return self.real(min(self.refresh_after + self.fallback_margin, self.max_connection - 60))
+        return self.real(self.fallback_at)
 
 
 @dataclass(frozen=True)
@@ -133,23 +167,33 @@ class ClientStats:
 class _Link:
     """One WebSocket connection: a reader task, heartbeats, and request/response by message type."""
 
-    def __init__(self, websocket: ClientConnection, on_message: Callable[[_Link, dict[str, Any]], None]) -> None:
+    def __init__(
+        self,
+        websocket: ClientConnection,
+        on_message: Callable[[_Link, dict[str, Any]], None],
+        clock: ServiceClock | None = None,
+    ) -> None:
         self.ws = websocket
         self.opened_at = time.monotonic()
+        # The service's clock when Timing has it (a local stack that may slow down): the
+        # connection's age and quiet are then measured on it; else on this machine's.
+        self._clock = clock
+        self._now: Callable[[], float] = clock.now if clock is not None else time.monotonic
+        self.opened_service: float | None = clock.now() if clock is not None else None
         self.closing = False  # set when *we* close it, so the close is not taken as a failure
         self.refresh_started = False
         self._on_message = on_message
         self._waiters: list[tuple[tuple[str, ...], str, asyncio.Future[dict[str, Any]]]] = []
         self.seqs: set[int] = set()  # audio seqs that arrived on this connection
         self.newest_at_refresh = -1  # the newest seq it had brought when its handover began
-        self.last_traffic = time.monotonic()  # when a message last went either way
+        self.last_traffic = self._now()  # when a message last went either way
         self.reader = asyncio.create_task(self._read())
         self.tasks: list[asyncio.Task[Any]] = []
 
     async def _read(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):
             async for raw in self.ws:
-                self.last_traffic = time.monotonic()
+                self.last_traffic = self._now()
                 try:
                     message = json.loads(raw)
                 except ValueError:
@@ -193,7 +237,7 @@ class _Link:
         return False
 
     async def send(self, payload: dict[str, Any]) -> None:
-        self.last_traffic = time.monotonic()
+        self.last_traffic = self._now()
         await self.ws.send(json.dumps(payload, separators=(",", ":")))
 
     async def settle(self, timeout: float = REQUEST_TIMEOUT) -> None:
@@ -227,21 +271,23 @@ class _Link:
             raise SessionError(reply)
         return reply
 
-    def keep_alive(self, seconds: float) -> None:
-        """A heartbeat whenever the connection has been quiet, both ways, for `seconds`.
+    def keep_alive(self, timing: Timing) -> None:
+        """A heartbeat whenever the connection has been quiet, both ways, for a third of the idle timeout.
 
         Any message either way resets API Gateway's idle timer (docs/protocol.md), so a listener
-        hearing audio sends none: heartbeats are for a muted speaker and its listeners.
+        hearing audio sends none: heartbeats are for a muted speaker and its listeners. Quiet is
+        measured on the service's clock when Timing has it, else in real seconds.
         """
+        due = timing.idle_timeout / 3 if self._clock is not None else timing.heartbeat_every
 
         async def loop() -> None:
             with contextlib.suppress(websockets.ConnectionClosed):
                 while True:
-                    quiet = time.monotonic() - self.last_traffic
-                    if quiet >= seconds:
+                    quiet = self._now() - self.last_traffic
+                    if quiet >= due:
                         await self.send({"action": "heartbeat"})
                         quiet = 0.0
-                    await asyncio.sleep(seconds - quiet)
+                    await asyncio.sleep(timing.real_step(due - quiet) if self._clock is not None else due - quiet)
 
         self.tasks.append(asyncio.create_task(loop()))
 
@@ -317,9 +363,9 @@ class _Participant:
             # connection open, and counted in the session, behind a closed client.
             await websocket.close()
             raise ConnectionError("client closed")
-        link = _Link(websocket, self._dispatch)
+        link = _Link(websocket, self._dispatch, self.timing.clock)
         self._links.add(link)
-        link.keep_alive(self.timing.heartbeat_every)
+        link.keep_alive(self.timing)
         link.after(self.timing.fallback_after, lambda: self._fallback(link))
         watcher = asyncio.create_task(self._watch(link))
         self._background.add(watcher)
@@ -400,6 +446,12 @@ class _Participant:
         self._queue.put_nowait(item)
 
     async def _fallback(self, link: _Link) -> None:
+        if link.opened_service is not None:
+            # The service's clock slowed down since the connection opened: not due yet on it.
+            left = link.opened_service + self.timing.fallback_at - (self.timing.service_now() or 0.0)
+            if left > 0:
+                link.after(self.timing.real_step(left), lambda: self._fallback(link))
+                return
         if link is self._current and not link.refresh_started and not self._closed:
             self.stats.fallback_refreshes += 1
             await self.refresh(link)
@@ -674,7 +726,12 @@ class Listener(_Participant):
         # on its way to it. Compressed time made that margin all of it: at TIME_SCALE=600 the
         # notice comes 2 s before the cut and the refresh takes AUDIO_START_MARGIN_MS (a real
         # second), so a 1 s margin left no wait at all and a frame in flight was lost.
-        cut_in = old.opened_at + self.timing.real(self.timing.max_connection) - time.monotonic()
+        clock = self.timing.clock
+        if clock is not None and old.opened_service is not None:
+            # At the present pace: should the clock speed up again, the cut comes during the handover (harmless).
+            cut_in = (old.opened_service + self.timing.max_connection - clock.now()) / clock.rate()
+        else:
+            cut_in = old.opened_at + self.timing.real(self.timing.max_connection) - time.monotonic()
         deadline = time.monotonic() + max(0.0, min(self.timing.handover_timeout, cut_in))
         # Until every route the server may still use includes the new connection, a frame can
         # reach the new connection and the next one the old only: the rule starts after that.

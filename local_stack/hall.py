@@ -15,13 +15,18 @@ import time
 from dataclasses import dataclass, field
 
 from broadcast_client import Frame, Listener, Speaker, Timing
-from local_stack import tokens
+from local_stack import emulated_clock, tokens
 from local_stack.process import LocalStackProcess
 
 LANGUAGES = ("es", "fr", "de", "it", "pt")
-# The hall's stack: quiet logs, and each function held to its reserved concurrency (off by
-# default in the local stack: aws_faults.concurrency_by_environment says why).
-ENVIRONMENT = {"POWERTOOLS_LOG_LEVEL": "ERROR", "LOCAL_STACK_LAMBDA_CONCURRENCY": "on"}
+# The hall's stack: quiet logs, each function held to its reserved concurrency (off by default
+# in the local stack: aws_faults.concurrency_by_environment says why), and a clock that slows
+# down while the emulator is behind (emulated_clock says why; the report says by how much).
+ENVIRONMENT = {
+    "POWERTOOLS_LOG_LEVEL": "ERROR",
+    "LOCAL_STACK_LAMBDA_CONCURRENCY": "on",
+    emulated_clock.ENV_VARIABLE: "on",
+}
 
 
 @dataclass
@@ -53,6 +58,10 @@ class HallReport:
     # a busiest window near 1.0 means the emulator, not the backend, was the limit.
     functions_cores_mean: float = -1.0
     functions_cores_peak: float = -1.0
+    # The stack's clock (emulated_clock): emulated seconds per real second over the talk, and its
+    # slowest pace. Below TIME_SCALE means the emulator slowed its clock to keep up.
+    clock_rate_mean: float = -1.0
+    clock_rate_slowest: float = -1.0
 
     def percentile(self, q: float) -> float:
         if not self.join_seconds:
@@ -84,7 +93,9 @@ async def run_hall(
 ) -> HallReport:
     """One speaker and `listeners` listeners joining over `join_over` seconds, for `cycles` refreshes."""
     report = HallReport(listeners)
-    timing = Timing(time_scale=time_scale, gap_timeout=5.0)
+    clock = emulated_clock.SharedClock(stack.local_api("/_local/clock")["path"])
+    timing = Timing(time_scale=time_scale, gap_timeout=5.0, clock=clock)
+    talk_started = clock.now(), time.monotonic()
     speaker = Speaker(stack.url, lambda: tokens.issue("hall-speaker"), timing=timing)
     await speaker.connect()
     assert speaker.session_id
@@ -120,11 +131,16 @@ async def run_hall(
     watching = asyncio.create_task(_watch_cpu(stack, report))
     results = await asyncio.gather(*(join(i, listener) for i, listener in enumerate(audience)), return_exceptions=True)
     report.joined = sum(1 for r in results if not isinstance(r, BaseException))
-    # Every connection refreshes at 100 emulated minutes: `cycles` of them, plus the last joiner's offset.
-    await asyncio.sleep(timing.real(6000) * cycles + 5)
+    # Every connection refreshes at 100 emulated minutes: `cycles` of them, plus the last joiner's
+    # offset; on the stack's clock, which may run slower than time_scale (emulated_clock).
+    talk_ends = clock.now() + 6000 * cycles + 5 * time_scale
+    while (left := talk_ends - clock.now()) > 0:
+        await asyncio.sleep(min(1.0, timing.real(left)))
     sending = False
     await speaker_task
     watching.cancel()
+    report.clock_rate_mean = (clock.now() - talk_started[0]) / (time.monotonic() - talk_started[1])
+    report.clock_rate_slowest = clock.slowest()
     await asyncio.sleep(6.0)  # the last frames and any gap timeout
 
     last = report.frames_sent - 1
@@ -196,8 +212,9 @@ def table(reports: list[tuple[str, HallReport]]) -> str:
         "| hall | listeners joined | join p50 / p95 / p99 (s) | frames sent | lost | refreshes each (min) "
         "| refused handshakes retried | RATE_LIMIT_EXCEEDED | INTERNAL_ERROR | conflicts retried "
         "| Lambda throttled | nearest its concurrency limit (peak/limit) "
-        "| counts right after close (s) | emulator's functions process, cores: mean / busiest 5 s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| counts right after close (s) | emulator's functions process, cores: mean / busiest 5 s "
+        "| emulated s per real s: mean / slowest |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in reports:
         lines.append(
@@ -205,6 +222,7 @@ def table(reports: list[tuple[str, HallReport]]) -> str:
             f"{r.percentile(0.99):.2f} | {r.frames_sent} | {r.lost} | {r.refreshes_min} | {r.handshake_retries} "
             f"| {r.rate_limited} | {r.internal_errors} | {r.conflicts_retried} | {r.lambda_throttled} "
             f"| {r.lambda_closest} | {r.seconds_until_counts_right:.1f} "
-            f"| {r.functions_cores_mean:.2f} / {r.functions_cores_peak:.2f} |"
+            f"| {r.functions_cores_mean:.2f} / {r.functions_cores_peak:.2f} "
+            f"| {r.clock_rate_mean:.0f} / {r.clock_rate_slowest:.0f} |"
         )
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from broadcast_client import Timing
 from local_stack.emulated_clock import Governor, SharedClock
 
 
@@ -84,3 +85,25 @@ def test_the_governor_slows_the_clock_while_behind_and_gives_the_pace_back(clock
 def test_backlogs_reported_by_other_processes_reach_the_governor(clock: SharedClock) -> None:
     SharedClock(clock.path).report_backlog("front door", 1.5)
     assert clock.backlog("front door") == 1.5
+
+
+class _SlowingClock:
+    """A service clock at `rate` emulated seconds per real second from `start`, set by the test."""
+
+    def __init__(self, rate: float) -> None:
+        self.value, self.pace = 1_000_000.0, rate
+
+    def now(self) -> float:
+        return self.value
+
+    def rate(self) -> float:
+        return self.pace
+
+
+def test_client_timing_steps_never_outlast_the_service_clock_speeding_up() -> None:
+    service = _SlowingClock(15)
+    timing = Timing(time_scale=300, clock=service)
+    assert timing.real(6000) == 20  # durations ahead: the soonest they can end (heartbeats, first fallback)
+    assert timing.real_step(60) == 0.5  # at 15 that is 4 s; the clock is looked at again after 0.5 s
+    assert timing.real_step(6000) == 20
+    assert Timing(time_scale=300).real_step(60) == 0.2
