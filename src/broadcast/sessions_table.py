@@ -135,11 +135,31 @@ def create_with_speaker(session: Session, speaker: Connection) -> None:
         raise
 
 
+def _write_listener(listener: Connection, before: list[dict[str, Any]]) -> int:
+    """One transaction: the `before` items, then `listener`'s record as a member; returns its `joinedAt`.
+
+    joinedAt is taken at each attempt, just before the write: the audio path counts the
+    listener's start from it (service.audible_from), so it must not be earlier than the write
+    by more than one attempt. Conflicts are retried; a cancellation is the caller's to read
+    (the record's entry is at index len(before))."""
+    joined_at: list[int] = []
+
+    def write() -> Any:
+        joined_at[:] = [clock.now_ms()]
+        member = dataclasses.replace(listener, joined_at=joined_at[0])
+        return _ddb().transact_write_items(
+            TransactItems=[*before, connections_table.put_in_session(member, allow_repeat=False)]
+        )
+
+    retry_conflicts(write)
+    return joined_at[0]
+
+
 def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
     """Record `listener` in its session and count it, in one transaction; returns its `joinedAt`.
 
-    With `max_listeners` the count must stay below it (SESSION_FULL); a refresh passes None,
-    since the old connection is still counted until its $disconnect.
+    With `max_listeners` the count must stay below it (SESSION_FULL); None for a place a
+    resumeToken proves that could not be handed over (service._take_place).
     """
     assert listener.session_id
     assert listener.target_language
@@ -149,36 +169,19 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
     if max_listeners is not None:
         condition += " AND listenerCount < :max"
         condition_values.update(values(max=max_listeners))
-    joined_at: list[int] = []
-
-    def write() -> Any:
-        # joinedAt is taken at each attempt, just before the write: the audio path counts the
-        # listener's start from it (service.audible_from), so it must not be earlier than the
-        # write by more than one attempt.
-        joined_at[:] = [clock.now_ms()]
-        return _ddb().transact_write_items(
-            TransactItems=[
-                {
-                    "Update": {
-                        "TableName": _table(),
-                        "Key": _key(listener.session_id),
-                        "UpdateExpression": "ADD listenerCount :one "
-                        "SET #counts.#lang = if_not_exists(#counts.#lang, :zero) + :one",
-                        "ConditionExpression": condition,
-                        "ExpressionAttributeNames": names,
-                        "ExpressionAttributeValues": condition_values,
-                        "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
-                    }
-                },
-                connections_table.put_in_session(
-                    dataclasses.replace(listener, joined_at=joined_at[0]), allow_repeat=False
-                ),
-            ]
-        )
-
+    count = {
+        "Update": {
+            "TableName": _table(),
+            "Key": _key(listener.session_id),
+            "UpdateExpression": "ADD listenerCount :one SET #counts.#lang = if_not_exists(#counts.#lang, :zero) + :one",
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": condition_values,
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+        }
+    }
     try:
-        retry_conflicts(write)
-        return joined_at[0]
+        return _write_listener(listener, [count])
     except Exception as exc:
         if not _is_cancelled(exc):
             raise
@@ -205,32 +208,19 @@ def hand_over_listener(listener: Connection, from_connection_id: str) -> int | N
     """
     assert listener.session_id
     assert listener.target_language
-    joined_at: list[int] = []
-
-    def write() -> Any:
-        joined_at[:] = [clock.now_ms()]  # as in add_listener: taken just before each attempt
-        return _ddb().transact_write_items(
-            TransactItems=[
-                {
-                    "ConditionCheck": {
-                        "TableName": _table(),
-                        "Key": _key(listener.session_id),
-                        "ConditionExpression": "isActive = :true",
-                        "ExpressionAttributeValues": values(true=True),
-                    }
-                },
-                connections_table.hand_over(
-                    from_connection_id, listener.session_id, listener.target_language, listener.connection_id
-                ),
-                connections_table.put_in_session(
-                    dataclasses.replace(listener, joined_at=joined_at[0]), allow_repeat=False
-                ),
-            ]
-        )
-
+    active = {
+        "ConditionCheck": {
+            "TableName": _table(),
+            "Key": _key(listener.session_id),
+            "ConditionExpression": "isActive = :true",
+            "ExpressionAttributeValues": values(true=True),
+        }
+    }
+    hand_over = connections_table.hand_over(
+        from_connection_id, listener.session_id, listener.target_language, listener.connection_id
+    )
     try:
-        retry_conflicts(write)
-        return joined_at[0]
+        return _write_listener(listener, [active, hand_over])
     except Exception as exc:
         if not _is_cancelled(exc):
             raise
