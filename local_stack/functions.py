@@ -353,7 +353,6 @@ def main() -> None:
     functions = Functions(backend, args.started_at, args.time_scale, extra, socket_path=args.socket, clock=clock)
     functions.start()
     if clock is not None and emulated_clock.dilation_by_environment():
-        # This process runs moto: its queue is where the emulator falls behind first.
         # Moto's queue is where the emulator falls behind first; the front door's event loop, which
         # carries every frame to every listener, reports its own lateness through the clock's file.
         functions.governor = emulated_clock.Governor(
