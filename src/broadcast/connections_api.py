@@ -35,9 +35,14 @@ RETRIED = frozenset({429, 500, 502, 503, 504, 599})  # 599: no answer at all (a 
 
 @dataclass(frozen=True)
 class Retry:
-    """Retries of a throttled or failed post: a frame is worth resending for about a second only."""
+    """Retries of a throttled or failed post: a frame is worth resending for about a second only.
 
-    attempts: int = 3
+    Four attempts: at a 1% rate of throttled or failed posts, three lost one post in a million,
+    and a hall of 500 posts a million frames in about 17 minutes (`make bench`'s hall with 1%
+    injected faults lost one frame so). Four lose one in a hundred million, and the waits
+    between them add up to 0.35 s at most."""
+
+    attempts: int = 4
     base_seconds: float = 0.05
     cap_seconds: float = 0.4
 

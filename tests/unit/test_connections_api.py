@@ -191,3 +191,10 @@ def test_post_many_through_the_lean_path_sorts_gone_and_failed(
     assert (gone, failed) == (["gone="], ["bad="])
     assert len(script.requests) == 40
     assert script.bad_signatures == 0
+
+
+def test_default_retry_resends_a_post_for_under_a_second_and_rarely_loses_one() -> None:
+    retry = Retry()
+    waits = [min(retry.cap_seconds, retry.base_seconds * 2**attempt) for attempt in range(retry.attempts - 1)]
+    assert sum(waits) < 1.0  # a frame is worth resending for about a second only
+    assert 0.01**retry.attempts <= 1e-8  # at 1% faults: one post lost in 1e8, not one in 1e6
