@@ -273,31 +273,26 @@ def _admit_listener(caller: Caller, session_id: str, target_language: str) -> se
     return session
 
 
-def _place_listener(caller: Caller, session_id: str, target_language: str, *, max_listeners: int | None) -> None:
+def _place_listener(
+    caller: Caller, session_id: str, target_language: str, *, max_listeners: int | None, holder: str | None = None
+) -> None:
     """Record and count the listener, then return once it hears every frame from here on.
+
+    `holder`: the connection whose place a valid resumeToken proves (a refresh). Its place is
+    handed over, counting nothing twice; when there is none to hand over (its record already
+    went: its `$disconnect` landed first, or this is a rejoin after a drop), the token still
+    proves the place, so it is counted again without the capacity check (`max_listeners` None).
 
     Frames reach it from `audible_from(joinedAt)` (send_audio); the reply (sessionJoined or
     connectionRefreshComplete) waits until then, so a client that starts listening at the reply,
     or closes its old connection at it, as the protocol says, misses nothing. The wait is the
     route cache's bound plus AUDIO_START_MARGIN_MS, about two seconds."""
-    joined_at = sessions_table.add_listener(
-        _member(caller, session_id, "listener", target_language), max_listeners=max_listeners
-    )
-    clock.sleep_until(audible_from(joined_at))
-
-
-def _take_place(caller: Caller, session_id: str, target_language: str, holder: str) -> None:
-    """A refresh with a valid resumeToken: take over the place its holder connection has, then wait as a join does.
-
-    When that place is not there to hand over (the holder's record already went: its
-    `$disconnect` landed first, or this is a rejoin after a drop), the token still proves the
-    place, so it is counted again without the capacity check."""
     member = _member(caller, session_id, "listener", target_language)
     joined_at = None
-    if holder != caller.connection_id:
+    if holder is not None and holder != caller.connection_id:
         joined_at = sessions_table.hand_over_listener(member, holder)
     if joined_at is None:
-        joined_at = sessions_table.add_listener(member, max_listeners=None)
+        joined_at = sessions_table.add_listener(member, max_listeners=max_listeners)
     clock.sleep_until(audible_from(joined_at))
 
 
@@ -361,7 +356,7 @@ def _refresh_listener(caller: Caller, session_id: str, body: dict[str, Any]) -> 
         session = _admit_listener(caller, session_id, target_language)
     else:
         session = _active_session(session_id)
-        _take_place(caller, session_id, target_language, holder)
+        _place_listener(caller, session_id, target_language, max_listeners=None, holder=holder)
     return protocol.message(
         "connectionRefreshComplete",
         sessionId=session_id,

@@ -159,7 +159,7 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
     """Record `listener` in its session and count it, in one transaction; returns its `joinedAt`.
 
     With `max_listeners` the count must stay below it (SESSION_FULL); None for a place a
-    resumeToken proves that could not be handed over (service._take_place).
+    resumeToken proves that could not be handed over (service._place_listener).
     """
     assert listener.session_id
     assert listener.target_language
