@@ -12,6 +12,7 @@ from broadcast import (
     aws,
     clock,
     connections_table,
+    dynamo,
     messenger,
     protocol,
     rate_limits_table,
@@ -83,20 +84,26 @@ def connect(caller: Caller) -> None:
 def disconnect(caller: Caller) -> None:
     """Forget the connection, then stop its timer. Idempotent: a repeated delivery finds no record.
 
-    If forgetting fails (a burst of 500 leaving at once can outlast the conflict retries), the
-    timer is left running: its next notice meets a 410 and forgets the record then, so nothing
-    stays counted for good."""
-    _forget(caller.connection_id, deliberate=caller.disconnect_status in DELIBERATE_CLOSE_CODES)
+    A listener's uncounting retries its conflicts for LEAVE_PATIENCE_SECONDS (a hall leaving at
+    once). If forgetting still fails, the timer is left running: its next notice meets a 410
+    and forgets the record then, so nothing stays counted for good."""
+    _forget(
+        caller.connection_id,
+        deliberate=caller.disconnect_status in DELIBERATE_CLOSE_CODES,
+        patience=dynamo.LEAVE_PATIENCE_SECONDS,
+    )
     timer.stop_for_connection(caller.connection_id)
 
 
-def _forget(connection_id: str, *, deliberate: bool) -> None:
+def _forget(connection_id: str, *, deliberate: bool, patience: float | None = None) -> None:
     """A connection is gone ($disconnect, or a 410 when $disconnect never came): uncount it, or let its speaker go."""
     record = connections_table.get(connection_id)
     if record is None:
         return
     if record.role == "listener" and record.session_id and record.target_language:
-        sessions_table.remove_listener(record.connection_id, record.session_id, record.target_language)
+        sessions_table.remove_listener(
+            record.connection_id, record.session_id, record.target_language, patience=patience
+        )
         return
     if record.role == "speaker" and record.session_id:
         _speaker_left(record.session_id, record.connection_id, deliberate=deliberate)

@@ -233,11 +233,14 @@ def hand_over_listener(listener: Connection, from_connection_id: str) -> int | N
         raise
 
 
-def remove_listener(connection_id: str, session_id: str, target_language: str, *, retry: bool = True) -> bool:
+def remove_listener(
+    connection_id: str, session_id: str, target_language: str, *, retry: bool = True, patience: float | None = None
+) -> bool:
     """Delete a listener's record and uncount it in one transaction; False when it was already gone.
 
     `retry=False` makes one attempt only: a conflict is raised to the caller (a 410 cleanup on the
-    audio path, which leaves it to the next 410, the `$disconnect` or the timer's sweep)."""
+    audio path, which leaves it to the next 410, the `$disconnect` or the timer's sweep).
+    `patience` retries conflicts for that many seconds instead of a number of attempts."""
     try:
         retry_conflicts(
             lambda: _ddb().transact_write_items(
@@ -256,6 +259,7 @@ def remove_listener(connection_id: str, session_id: str, target_language: str, *
                 ]
             ),
             attempts=None if retry else 1,
+            patience=patience if retry else None,
         )
         return True
     except Exception as exc:

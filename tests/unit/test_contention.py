@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -117,6 +116,35 @@ def test_contention_a_join_that_loses_every_retry_is_told_to_come_back_and_gets_
     assert threaded.session(session_id)["listenerCount"] == 10
 
 
+def test_contention_patience_retries_for_a_time_then_raises_the_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    conflict = ClientError(
+        {"Error": {"Code": "TransactionCanceledException"}, "CancellationReasons": [{"Code": "TransactionConflict"}]},
+        "TransactWriteItems",
+    )
+    now = [0.0]
+    monkeypatch.setattr(dynamo.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(dynamo.time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    monkeypatch.setattr(dynamo.random, "uniform", lambda low, high: high)  # the jitter at its longest
+    tries: list[float] = []
+
+    def write() -> None:
+        tries.append(now[0])
+        raise conflict
+
+    # GIVEN a write that always loses, 15 s of patience: it is tried far more often than 14 times
+    # (pauses of 20, 40, ... 320 ms, then 500 ms), never after the patience is spent, and the last
+    # conflict is raised
+    with pytest.raises(ClientError):
+        dynamo.retry_conflicts(write, patience=15.0)
+    assert len(tries) == 5 + 28 + 1
+    assert 14.5 < tries[-1] <= 15.0
+    # AND without patience, CONFLICT_ATTEMPTS tries
+    tries.clear()
+    with pytest.raises(ClientError):
+        dynamo.retry_conflicts(write)
+    assert len(tries) == dynamo.CONFLICT_ATTEMPTS
+
+
 def test_contention_switch_turns_it_off(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(aws_faults.SWITCH, "off")
     assert not aws_faults.enabled_by_environment()
@@ -140,17 +168,76 @@ def test_throttling_step_functions_start_refused_connection_stays_and_is_counted
     throttling = aws_faults.Throttling()
     throttling.buckets["StartExecution"] = aws_faults.TokenBucket(0, 0)
     aws_faults.install_throttling(throttling)
-    started = time.monotonic()
     try:
         Driver().connect("lst-1")
     finally:
         aws_faults.install_throttling(None)
-    # THEN botocore's 3 attempts met ThrottlingException, inside $connect's 10 s timeout (with room),
-    # the connection stays, and TimerStartFailed counts it
+    # THEN botocore's 3 attempts met ThrottlingException, the connection stays, and
+    # TimerStartFailed counts it
     assert throttling.buckets["StartExecution"].refused == 3
-    assert time.monotonic() - started < 9
     assert threaded.connection("lst-1") is not None
     assert "TimerStartFailed" in capsys.readouterr().out
+
+
+def step_functions_worst_seconds() -> float:
+    """A Step Functions call with every attempt throttled and timing out: each attempt's connect and
+    read timeouts, plus botocore's own longest backoff between attempts (its ExponentialBackoff,
+    the jitter at its top)."""
+    from types import SimpleNamespace
+
+    from botocore.retries import standard
+
+    from broadcast import aws
+
+    config = aws._config("stepfunctions")
+    attempts = config.retries["total_max_attempts"]
+
+    class Throttled:
+        def is_throttling_error_from_context(self, context: Any) -> bool:
+            return True
+
+    backoff = standard.ExponentialBackoff(random=lambda: 1.0, throttling_detector=Throttled())
+    waits = [backoff.delay_amount(SimpleNamespace(attempt_number=n, http_response=None)) for n in range(1, attempts)]
+    assert waits == [1.0, 2.0]
+    return attempts * (config.connect_timeout + config.read_timeout) + sum(waits)
+
+
+def function_timeout(template: dict[str, Any], function: str) -> float:
+    properties = template["Resources"][function]["Properties"]
+    return float(properties.get("Timeout", template["Globals"]["Function"]["Timeout"]))
+
+
+def test_throttling_start_execution_retries_fit_inside_connect_timeout(template: dict[str, Any]) -> None:
+    # $connect's StartExecution at its worst must leave room in the function's timeout for the
+    # rest of $connect, or a throttled start would time the handshake out.
+    assert step_functions_worst_seconds() <= function_timeout(template, "ConnectFunction") - 1
+
+
+def test_contention_disconnect_patience_and_stop_execution_fit_inside_its_timeout(template: dict[str, Any]) -> None:
+    # $disconnect retries its conflicts for LEAVE_PATIENCE_SECONDS, then stops the timer (its
+    # retries at their worst): both inside DisconnectFunction's timeout, with room for its reads.
+    worst = dynamo.LEAVE_PATIENCE_SECONDS + step_functions_worst_seconds()
+    assert worst <= function_timeout(template, "DisconnectFunction") - 5
+
+
+def test_contention_a_hall_leaving_at_once_is_all_uncounted_past_a_join_retry_budget(
+    contention: Any, threaded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN 20 listeners in a session, and a retry budget a join would give up on at its first
+    # conflict
+    driver = Driver()
+    session_id = driver.speaker_session()
+    for i in range(20):
+        driver.join(f"lst-{i}", session_id)
+    monkeypatch.setattr(dynamo, "CONFLICT_ATTEMPTS", 1)
+    # WHEN the talk ends and all of them leave in the same instant
+    run_concurrently(*(lambda i=i: driver.disconnect(f"lst-{i}") for i in range(20)))
+    # THEN their transactions on the session item overlapped, and every $disconnect still went
+    # through: $disconnect retries for LEAVE_PATIENCE_SECONDS, not a number of attempts
+    assert contention.transaction_conflicts > 0
+    assert threaded.session(session_id)["listenerCount"] == 0
+    assert [threaded.connection(f"lst-{i}") for i in range(20)] == [None] * 20
+    assert_invariants(threaded)
 
 
 def test_throttling_injected_faults_are_retried_by_the_backend(threaded: Any) -> None:
