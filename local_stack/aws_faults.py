@@ -5,7 +5,7 @@ is cancelled with reason `TransactionConflict`, and a single-item write to an it
 in-flight transaction fails with `TransactionConflictException`; botocore retries neither. Here
 every transaction holds its items for `transaction_seconds` (DynamoDB's transactions take tens
 of milliseconds) before it is applied, outside moto's lock, so concurrent ones really overlap.
-(moto's TransactWriteItems still copies the whole table per call: the emulator's cost, O(table).)
+(moto's TransactWriteItems copied the whole table per call; moto_speedups makes it O(items).)
 
 On by default in the local stack and in the tests that ask for it (`contention` fixture);
 `LOCAL_STACK_AWS_FAULTS=off` switches it off for debugging.

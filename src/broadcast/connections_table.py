@@ -138,6 +138,7 @@ def put_in_session(connection: Connection, *, allow_repeat: bool) -> dict[str, A
                 "TableName": _table(),
                 "Item": connection.as_item(),
                 "ConditionExpression": "attribute_not_exists(sessionId)",
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",  # a repeat of a landed join shows here
             }
         }
     return {

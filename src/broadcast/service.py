@@ -274,10 +274,21 @@ def _admit_listener(caller: Caller, session_id: str, target_language: str) -> se
     )
     session = _active_session(session_id)
     limit = settings().max_listeners
-    if session.listener_count >= limit:
+    if session.listener_count >= limit and not _may_hold_place(caller.connection_id, session_id, target_language):
         raise SessionFull(f"session {session_id} has reached {limit} listeners")
     _place_listener(caller, session_id, target_language, max_listeners=limit)
     return session
+
+
+def _may_hold_place(connection_id: str, session_id: str, target_language: str) -> bool:
+    """Whether this connection is already this session's listener in this language (a join sent
+    again after the first landed): the write decides then (sessions_table._already_placed)."""
+    record = connections_table.get(connection_id)
+    return record is not None and (record.session_id, record.role, record.target_language) == (
+        session_id,
+        "listener",
+        target_language,
+    )
 
 
 def _place_listener(

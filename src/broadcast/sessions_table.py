@@ -155,6 +155,26 @@ def _write_listener(listener: Connection, before: list[dict[str, Any]]) -> int:
     return joined_at[0]
 
 
+def _already_placed(exc: Exception, index: int, listener: Connection) -> int | None:
+    """The `joinedAt` of `listener`'s own record when the write at `index` was refused because that
+    record already holds this very place: the same join (or refresh) sent again after the first
+    had landed. A handler that fails after its write is answered "Internal server error" by API
+    Gateway, and the clients send the request again; it is answered as the first one would have
+    been, and counted once. None for anything else (another session, role or language)."""
+    reasons = cancellation_reasons(exc)
+    if index >= len(reasons) or reasons[index].get("Code") != "ConditionalCheckFailed":
+        return None
+    old = from_item(reasons[index].get("Item")) or {}
+    same = (old.get("sessionId"), old.get("role"), old.get("targetLanguage")) == (
+        listener.session_id,
+        "listener",
+        listener.target_language,
+    )
+    if not same or "replacedBy" in old or not old.get("joinedAt"):
+        return None
+    return int(old["joinedAt"])
+
+
 def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
     """Record `listener` in its session and count it, in one transaction; returns its `joinedAt`.
 
@@ -185,6 +205,8 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
     except Exception as exc:
         if not _is_cancelled(exc):
             raise
+        if (joined_at := _already_placed(exc, 1, listener)) is not None:
+            return joined_at
         code, old = _reason(exc, 0)
         if code == "ConditionalCheckFailed":
             if old is None or not old.is_active:
@@ -224,6 +246,8 @@ def hand_over_listener(listener: Connection, from_connection_id: str) -> int | N
     except Exception as exc:
         if not _is_cancelled(exc):
             raise
+        if (joined_at := _already_placed(exc, 2, listener)) is not None:
+            return joined_at
         if _reason(exc, 0)[0] == "ConditionalCheckFailed":
             raise SessionNotFound() from exc
         if _reason(exc, 2)[0] == "ConditionalCheckFailed":

@@ -204,3 +204,68 @@ def test_fault_stop_execution_throttled_disconnect_still_cleans_up(backend: Any,
     assert backend.connection("lst-1") is None
     assert backend.session(session_id)["listenerCount"] == 0
     assert_invariants(backend)
+
+
+def fail_after_the_write_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next join or refresh fails after its write has landed: in the wait before its reply (as
+    a function that times out there would), once."""
+    from broadcast import service
+
+    wait = service.clock.sleep_until
+    failed: list[int] = []
+
+    def sleep_until(at: int) -> None:
+        if not failed:
+            failed.append(at)
+            raise RuntimeError("the function failed after its write")
+        wait(at)
+
+    monkeypatch.setattr(service.clock, "sleep_until", sleep_until)
+
+
+@pytest.mark.parametrize("capacity", [500, 1])
+def test_fault_join_sent_again_after_its_write_landed_is_answered_and_counted_once(
+    backend: Any, monkeypatch: pytest.MonkeyPatch, capacity: int
+) -> None:
+    # GIVEN a join whose handler failed after its write (API Gateway answers such a failure with
+    # "Internal server error", and the clients send the request again), in a session with room,
+    # or one that this very join filled
+    monkeypatch.setenv("MAX_LISTENERS_PER_SESSION", str(capacity))
+    config.reset()
+    driver = Driver()
+    session_id = driver.speaker_session()
+    fail_after_the_write_once(monkeypatch)
+    assert driver.join("lst-1", session_id, "es")["code"] == "INTERNAL_ERROR"
+    # WHEN the client sends it again on the same connection
+    again = driver.join("lst-1", session_id, "es", connect=False)
+    # THEN it is answered as the first would have been, and counted once
+    assert (again["type"], again["targetLanguage"]) == ("sessionJoined", "es"), again
+    assert again["resumeToken"]
+    assert backend.session(session_id)["listenerCount"] == 1
+    assert_invariants(backend)
+    # AND a join of the same connection to another language is still refused (a full session
+    # says so first), changing nothing
+    other = driver.join("lst-1", session_id, "fr", connect=False)
+    refused = "INVALID_PARAMETERS" if capacity > 1 else "SESSION_FULL"
+    assert (other["code"], backend.session(session_id)["listenerCount"]) == (refused, 1)
+    assert backend.connection("lst-1")["targetLanguage"] == "es"
+
+
+def test_fault_refresh_sent_again_after_its_hand_over_landed_is_answered_and_counted_once(
+    backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a listener's refresh whose handler failed after its hand-over had landed
+    driver = Driver()
+    session_id = driver.speaker_session()
+    driver.join("lst-1", session_id, "es")
+    fail_after_the_write_once(monkeypatch)
+    failed = driver.refresh("lst-1b", session_id, "listener", language="es", resume_from="lst-1")
+    assert failed["code"] == "INTERNAL_ERROR"
+    # WHEN the client sends it again with the same token
+    again = driver.refresh("lst-1b", session_id, "listener", language="es", connect=False, resume_from="lst-1")
+    # THEN it completes, and the place is still counted once
+    assert again["type"] == "connectionRefreshComplete", again
+    assert backend.session(session_id)["listenerCount"] == 1
+    driver.disconnect("lst-1")
+    assert backend.session(session_id)["listenerCount"] == 1
+    assert_invariants(backend)

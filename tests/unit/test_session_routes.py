@@ -174,12 +174,16 @@ def test_join_session_capacity_enforced_by_the_write_not_only_the_read(
 
 
 def test_join_session_twice_on_one_connection_counts_once(backend: Any) -> None:
+    # The same join again is answered as the first (a client sending it again after a failure,
+    # tests/unit/test_races_and_faults.py); a join to another session is refused. Counted once.
     driver = Driver()
     session_id = driver.speaker_session()
+    other_session = driver.speaker_session("spk-2", "bob")
     driver.join("lst-1", session_id)
-    reply = driver.join("lst-1", session_id, connect=False)
-    assert reply["code"] == "INVALID_PARAMETERS"
+    assert driver.join("lst-1", session_id, connect=False)["type"] == "sessionJoined"
+    assert driver.join("lst-1", other_session, connect=False)["code"] == "INVALID_PARAMETERS"
     assert backend.session(session_id)["listenerCount"] == 1
+    assert backend.session(other_session)["listenerCount"] == 0
 
 
 # --- getSessionStatus, heartbeat, $default -------------------------------------------------------
