@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from functools import cache
 from importlib import resources
@@ -261,14 +262,15 @@ def join_session(caller: Caller, body: dict[str, Any]) -> dict[str, Any]:
         sessionId=session_id,
         sourceLanguage=session.source_language,
         targetLanguage=target_language,
-        listenerCount=session.listener_count + 1,
+        listenerCount=session.listener_count,
         audioFormat=protocol.AUDIO_FORMAT,
         resumeToken=resume_tokens.issue(session_id, caller.connection_id),
     )
 
 
 def _admit_listener(caller: Caller, session_id: str, target_language: str) -> sessions_table.Session:
-    """A new place in the session: the join rate limit, then the capacity check inside the write."""
+    """A new place in the session: the join rate limit, then the capacity check inside the write.
+    The session as read before, its count taking this listener in."""
     rate_limits_table.hit(
         "joinSession", caller.source_ip or "unknown", limit=settings().joins_per_ip_per_minute, window_seconds=60
     )
@@ -276,8 +278,9 @@ def _admit_listener(caller: Caller, session_id: str, target_language: str) -> se
     limit = settings().max_listeners
     if session.listener_count >= limit and not _may_hold_place(caller.connection_id, session_id, target_language):
         raise SessionFull(f"session {session_id} has reached {limit} listeners")
-    _place_listener(caller, session_id, target_language, max_listeners=limit)
-    return session
+    if _place_listener(caller, session_id, target_language, max_listeners=limit):
+        return session  # its read already counted it
+    return dataclasses.replace(session, listener_count=session.listener_count + 1)
 
 
 def _may_hold_place(connection_id: str, session_id: str, target_language: str) -> bool:
@@ -293,8 +296,9 @@ def _may_hold_place(connection_id: str, session_id: str, target_language: str) -
 
 def _place_listener(
     caller: Caller, session_id: str, target_language: str, *, max_listeners: int | None, holder: str | None = None
-) -> None:
-    """Record and count the listener, then return once it hears every frame from here on.
+) -> bool:
+    """Record and count the listener, then return once it hears every frame from here on; True
+    when it was placed already (the same request sent again after the first landed).
 
     `holder`: the connection whose place a valid resumeToken proves (a refresh). Its place is
     handed over, counting nothing twice; when there is none to hand over (its record already
@@ -306,12 +310,13 @@ def _place_listener(
     or closes its old connection at it, as the protocol says, misses nothing. The wait is the
     route cache's bound plus AUDIO_START_MARGIN_MS, about two seconds."""
     member = _member(caller, session_id, "listener", target_language)
-    joined_at = None
+    placed = None
     if holder is not None and holder != caller.connection_id:
-        joined_at = sessions_table.hand_over_listener(member, holder)
-    if joined_at is None:
-        joined_at = sessions_table.add_listener(member, max_listeners=max_listeners)
-    clock.sleep_until(audible_from(joined_at))
+        placed = sessions_table.hand_over_listener(member, holder)
+    if placed is None:
+        placed = sessions_table.add_listener(member, max_listeners=max_listeners)
+    clock.sleep_until(audible_from(placed.joined_at))
+    return placed.repeated
 
 
 def audible_from(joined_at: int) -> int:

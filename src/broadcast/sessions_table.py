@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from broadcast import aws, clock, connections_table
 from broadcast.config import settings
 from broadcast.connections_table import Connection
 from broadcast.dynamo import cancellation_reasons, from_item, retry_conflicts, to_item, values
 from broadcast.errors import InvalidParameters, SessionFull, SessionNotFound
+
+
+class Placed(NamedTuple):
+    """A listener's place after add_listener or hand_over_listener: its `joinedAt`, and whether it
+    was already there (the same join sent again after the first landed: nothing was written)."""
+
+    joined_at: int
+    repeated: bool = False
 
 
 class SessionIdTaken(Exception):
@@ -155,7 +163,7 @@ def _write_listener(listener: Connection, before: list[dict[str, Any]]) -> int:
     return joined_at[0]
 
 
-def _already_placed(exc: Exception, index: int, listener: Connection) -> int | None:
+def _already_placed(exc: Exception, index: int, listener: Connection) -> Placed | None:
     """The `joinedAt` of `listener`'s own record when the write at `index` was refused because that
     record already holds this very place: the same join (or refresh) sent again after the first
     had landed. A handler that fails after its write is answered "Internal server error" by API
@@ -172,11 +180,11 @@ def _already_placed(exc: Exception, index: int, listener: Connection) -> int | N
     )
     if not same or "replacedBy" in old or not old.get("joinedAt"):
         return None
-    return int(old["joinedAt"])
+    return Placed(int(old["joinedAt"]), repeated=True)
 
 
-def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
-    """Record `listener` in its session and count it, in one transaction; returns its `joinedAt`.
+def add_listener(listener: Connection, *, max_listeners: int | None) -> Placed:
+    """Record `listener` in its session and count it, in one transaction.
 
     With `max_listeners` the count must stay below it (SESSION_FULL); None for a place a
     resumeToken proves that could not be handed over (service._place_listener).
@@ -201,12 +209,12 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
         }
     }
     try:
-        return _write_listener(listener, [count])
+        return Placed(_write_listener(listener, [count]))
     except Exception as exc:
         if not _is_cancelled(exc):
             raise
-        if (joined_at := _already_placed(exc, 1, listener)) is not None:
-            return joined_at
+        if (placed := _already_placed(exc, 1, listener)) is not None:
+            return placed
         code, old = _reason(exc, 0)
         if code == "ConditionalCheckFailed":
             if old is None or not old.is_active:
@@ -217,8 +225,8 @@ def add_listener(listener: Connection, *, max_listeners: int | None) -> int:
         raise
 
 
-def hand_over_listener(listener: Connection, from_connection_id: str) -> int | None:
-    """Give the place `from_connection_id` holds to `listener` (a refresh), counting nothing twice; its `joinedAt`.
+def hand_over_listener(listener: Connection, from_connection_id: str) -> Placed | None:
+    """Give the place `from_connection_id` holds to `listener` (a refresh), counting nothing twice.
 
     One transaction: the session must be active, the old record is marked `replacedBy` (it
     stays, and keeps hearing frames, until its connection closes, but no longer counts) and the
@@ -242,12 +250,12 @@ def hand_over_listener(listener: Connection, from_connection_id: str) -> int | N
         from_connection_id, listener.session_id, listener.target_language, listener.connection_id
     )
     try:
-        return _write_listener(listener, [active, hand_over])
+        return Placed(_write_listener(listener, [active, hand_over]))
     except Exception as exc:
         if not _is_cancelled(exc):
             raise
-        if (joined_at := _already_placed(exc, 2, listener)) is not None:
-            return joined_at
+        if (placed := _already_placed(exc, 2, listener)) is not None:
+            return placed
         if _reason(exc, 0)[0] == "ConditionalCheckFailed":
             raise SessionNotFound() from exc
         if _reason(exc, 2)[0] == "ConditionalCheckFailed":

@@ -179,8 +179,9 @@ def test_join_session_twice_on_one_connection_counts_once(backend: Any) -> None:
     driver = Driver()
     session_id = driver.speaker_session()
     other_session = driver.speaker_session("spk-2", "bob")
-    driver.join("lst-1", session_id)
-    assert driver.join("lst-1", session_id, connect=False)["type"] == "sessionJoined"
+    assert driver.join("lst-1", session_id)["listenerCount"] == 1
+    again = driver.join("lst-1", session_id, connect=False)
+    assert (again["type"], again["listenerCount"]) == ("sessionJoined", 1)
     assert driver.join("lst-1", other_session, connect=False)["code"] == "INVALID_PARAMETERS"
     assert backend.session(session_id)["listenerCount"] == 1
     assert backend.session(other_session)["listenerCount"] == 0
