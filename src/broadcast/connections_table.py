@@ -45,6 +45,10 @@ class Connection:
             }
         )
 
+    def is_listener_in(self, session_id: str | None, target_language: str | None) -> bool:
+        """Whether this record is a listener of `session_id` in `target_language`."""
+        return (self.session_id, self.role, self.target_language) == (session_id, "listener", target_language)
+
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Connection:
         """Build from a deserialized item."""

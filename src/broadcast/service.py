@@ -287,11 +287,7 @@ def _may_hold_place(connection_id: str, session_id: str, target_language: str) -
     """Whether this connection is already this session's listener in this language (a join sent
     again after the first landed): the write decides then (sessions_table._already_placed)."""
     record = connections_table.get(connection_id)
-    return record is not None and (record.session_id, record.role, record.target_language) == (
-        session_id,
-        "listener",
-        target_language,
-    )
+    return record is not None and record.is_listener_in(session_id, target_language)
 
 
 def _place_listener(

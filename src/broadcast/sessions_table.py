@@ -172,15 +172,13 @@ def _already_placed(exc: Exception, index: int, listener: Connection) -> Placed 
     reasons = cancellation_reasons(exc)
     if index >= len(reasons) or reasons[index].get("Code") != "ConditionalCheckFailed":
         return None
-    old = from_item(reasons[index].get("Item")) or {}
-    same = (old.get("sessionId"), old.get("role"), old.get("targetLanguage")) == (
-        listener.session_id,
-        "listener",
-        listener.target_language,
-    )
-    if not same or "replacedBy" in old or not old.get("joinedAt"):
+    old = from_item(reasons[index].get("Item"))
+    if not old or "replacedBy" in old:
         return None
-    return Placed(int(old["joinedAt"]), repeated=True)
+    record = Connection.from_record(old)
+    if not record.is_listener_in(listener.session_id, listener.target_language) or not record.joined_at:
+        return None
+    return Placed(record.joined_at, repeated=True)
 
 
 def add_listener(listener: Connection, *, max_listeners: int | None) -> Placed:
